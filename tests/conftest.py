@@ -1,0 +1,23 @@
+"""Shared test settings: small thread count, offline tools, data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+BCCD = SHARED / "datasets" / "bccd"
+
+os.environ.setdefault("DO_NOT_TRACK", "true")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def bccd_root() -> Path:
+    if not (BCCD / "Annotations").is_dir():
+        pytest.skip(f"BCCD dataset not found at {BCCD}")
+    return BCCD
