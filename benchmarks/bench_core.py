@@ -11,13 +11,14 @@ post-processing, for a batch of 8 random 300x300 images with a few boxes each, 2
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from machine import write_report
 from torchvision.models.detection import ssd300_vgg16
 
-from machine import write_report
 from ssd.config import ModelConfig
 from ssd.inference import build_postprocessor
 from ssd.loss import MultiBoxLoss
@@ -34,27 +35,38 @@ def make_batch(n: int, device: torch.device) -> tuple[torch.Tensor, list[dict[st
         k = 2 + i % 4
         xy = torch.rand(k, 2, generator=g) * 200
         wh = 20 + torch.rand(k, 2, generator=g) * 80
-        targets.append({"boxes": torch.cat([xy, xy + wh], 1).to(device),
-                        "labels": torch.randint(1, NUM_CLASSES + 1, (k,), generator=g).to(device)})
+        targets.append(
+            {
+                "boxes": torch.cat([xy, xy + wh], 1).to(device),
+                "labels": torch.randint(1, NUM_CLASSES + 1, (k,), generator=g).to(device),
+            }
+        )
     return images.to(device), targets
 
 
-def timeit(fn: Callable[[], object], iters: int, device: torch.device) -> float:
-    fn()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
+def interleaved(
+    fns: dict[str, Callable[[], object]], iters: int, device: torch.device
+) -> dict[str, float]:
+    """Median seconds per call; the candidates alternate so machine noise hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(iters):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / iters
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -101,19 +113,34 @@ def main() -> None:
 
     n = args.batch
     res = {}
-    for name, fn in [("torchvision_train", tv_train), ("ours_train", our_train),
-                     ("torchvision_eval", tv_eval), ("ours_eval", our_eval)]:
-        sec = timeit(fn, args.iters, device)
+    timings = interleaved(
+        {"torchvision_train": tv_train, "ours_train": our_train}, args.iters, device
+    )
+    timings |= interleaved({"torchvision_eval": tv_eval, "ours_eval": our_eval}, args.iters, device)
+    for name, sec in timings.items():
         res[name] = {"seconds_per_batch": round(sec, 4), "images_per_second": round(n / sec, 3)}
-        print(f"{name:>18}: {n / sec:8.2f} img/s  ({sec:.3f} s per batch of {n})", flush=True)
+        print(
+            f"{name:>18}: {n / sec:8.2f} img/s  (median {sec:.3f} s per batch of {n})", flush=True
+        )
     ratio = {
         "what": "ours images/s divided by torchvision images/s (> 1: ours faster)",
-        "train_step": round(res["ours_train"]["images_per_second"] / res["torchvision_train"]["images_per_second"], 3),
-        "eval_inference": round(res["ours_eval"]["images_per_second"] / res["torchvision_eval"]["images_per_second"], 3),
+        "train_step": round(
+            res["ours_train"]["images_per_second"] / res["torchvision_train"]["images_per_second"],
+            3,
+        ),
+        "eval_inference": round(
+            res["ours_eval"]["images_per_second"] / res["torchvision_eval"]["images_per_second"], 3
+        ),
     }
     print(f"ratio train step (ours/torchvision): {ratio['train_step']:.3f}")
     print(f"ratio eval inference (ours/torchvision): {ratio['eval_inference']:.3f}")
-    figures = {"batch": n, "iters": args.iters, "device": str(device), "num_classes": NUM_CLASSES, **res}
+    figures = {
+        "batch": n,
+        "iters": args.iters,
+        "device": str(device),
+        "num_classes": NUM_CLASSES,
+        **res,
+    }
     print("wrote", write_report("core", figures, ratio))
 
 

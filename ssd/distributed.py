@@ -57,3 +57,14 @@ def barrier(env: DistEnv) -> None:
 def shutdown(env: DistEnv) -> None:
     if env.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def average_buffers(model: torch.nn.Module, env: DistEnv) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over all ranks, so
+    every rank holds the same model (each rank saw different batches)."""
+    if not env.enabled:
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf.div_(env.world_size)

@@ -29,7 +29,14 @@ from tqdm import tqdm
 
 from ssd.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
 from ssd.config import Config
-from ssd.distributed import DistEnv, barrier, init_distributed, reduce_mean, shutdown
+from ssd.distributed import (
+    DistEnv,
+    average_buffers,
+    barrier,
+    init_distributed,
+    reduce_mean,
+    shutdown,
+)
 from ssd.inference import Detector, resolve_device
 from ssd.loss import MultiBoxLoss
 from ssd.model import SSD, build_model
@@ -48,6 +55,7 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class TrainResult:
+    model: SSD
     model_dir: Path
     best_dir: Path | None
     epochs: int
@@ -69,7 +77,14 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def __init__(
         self, n: int, seed: int, epoch: int, env: DistEnv, shuffle: bool = True, start: int = 0
     ) -> None:
-        self.n, self.seed, self.epoch, self.env, self.shuffle, self.start = n, seed, epoch, env, shuffle, start
+        self.n, self.seed, self.epoch, self.env, self.shuffle, self.start = (
+            n,
+            seed,
+            epoch,
+            env,
+            shuffle,
+            start,
+        )
         self.per_rank = math.ceil(n / env.world_size)
 
     def _order(self) -> list[int]:
@@ -110,13 +125,17 @@ class SeededDataset(Dataset[Any]):
 
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     t = cfg.train
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         # No weight decay on norms' scales and biases (common practice; L2Norm's scale too).
         (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": t.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if t.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=t.lr)
     return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
@@ -180,9 +199,11 @@ def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
 
 def _to_device(targets: list[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
     return [
-        {"boxes": t["boxes"].as_subclass(torch.Tensor).to(device, non_blocking=True),
-         "labels": t["labels"].to(device, non_blocking=True),
-         "image_id": t.get("image_id")}
+        {
+            "boxes": t["boxes"].as_subclass(torch.Tensor).to(device, non_blocking=True),
+            "labels": t["labels"].to(device, non_blocking=True),
+            "image_id": t.get("image_id"),
+        }
         for t in targets
     ]
 
@@ -207,7 +228,9 @@ def validate(
         return {}
     was_training = model.training
     detector = Detector(model, cfg.model, class_names, str(next(model.parameters()).device))
-    results, ips = predict_split(detector, cfg.data.prepared_dir, split, cfg.evaluate.batch_size, progress)
+    results, ips = predict_split(
+        detector, cfg.data.prepared_dir, split, cfg.evaluate.batch_size, progress
+    )
     coco = coco_evaluate(data.dataset, results)
     model.train(was_training)
     return {
@@ -238,7 +261,9 @@ def _make_loader(
     )
 
 
-def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    cfg: Config, tracker: Tracker | None = None, resume: bool = False, progress: bool = True
+) -> TrainResult:
     """Train the configured SSD on the prepared dataset; returns where the detector is."""
     from ssd.data.dataset import DetectionDataset
     from ssd.data.transforms import build_train_transforms
@@ -280,8 +305,12 @@ def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, pro
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = MultiBoxLoss(
-        model.priors, (size, size), cfg.model.iou_threshold, cfg.model.neg_pos_ratio,
-        cfg.model.alpha, cfg.model.variances,
+        model.priors,
+        (size, size),
+        cfg.model.iou_threshold,
+        cfg.model.neg_pos_ratio,
+        cfg.model.alpha,
+        cfg.model.variances,
     ).to(device)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
@@ -311,24 +340,40 @@ def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, pro
 
     ddp: nn.Module = model
     if env.enabled:
-        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if device.type == "cuda":  # SyncBatchNorm needs CUDA; on CPU buffers are averaged
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
+        ddp = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
-    trackers = fan_out([JsonlTracker(out_dir / "metrics.jsonl")] + ([tracker] if tracker else [])) \
-        if env.is_main else fan_out([])
+    trackers = (
+        fan_out([JsonlTracker(out_dir / "metrics.jsonl")] + ([tracker] if tracker else []))
+        if env.is_main
+        else fan_out([])
+    )
     if env.is_main and step == 0:
         from ssd.config import flatten
 
         trackers.log_params({k: v for k, v in flatten(cfg).items()})
 
     def checkpoint(batches_done: int) -> None:
+        average_buffers(model, env)
         if not env.is_main:
             return
         if not _params_finite(model):
-            raise TrainingError("weights became non-finite; not overwriting the last good checkpoint")
+            raise TrainingError(
+                "weights became non-finite; not overwriting the last good checkpoint"
+            )
         state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": rng_state(), "epoch": epoch, "step": step,
-            "batches_done_in_epoch": batches_done, "best": best, "nonfinite_total": nonfinite_total,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "epoch": epoch,
+            "step": step,
+            "batches_done_in_epoch": batches_done,
+            "best": best,
+            "nonfinite_total": nonfinite_total,
         }
         save_checkpoint(out_dir, model, cfg.model, class_names, state)
 
@@ -341,8 +386,14 @@ def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, pro
         batches_done = start_in_epoch // cfg.train.batch_size
         start_in_epoch = 0
         set_train_mode(model, cfg)
-        bar = tqdm(total=steps_per_epoch, initial=batches_done, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                   unit="step", disable=not (progress and env.is_main), dynamic_ncols=True)
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=batches_done,
+            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+            unit="step",
+            disable=not (progress and env.is_main),
+            dynamic_ncols=True,
+        )
         t_epoch, seen, sums = time.perf_counter(), 0, {"loss": 0.0, "loc": 0.0, "conf": 0.0}
         for images, targets in loader:
             if step >= total_steps:
@@ -351,7 +402,9 @@ def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, pro
             if cfg.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             tg = _to_device(targets, device)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
                 logits, offsets = ddp(images)
             out = criterion(logits, offsets, tg)
             loss = out["loss"]
@@ -361,14 +414,16 @@ def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, pro
                 nonfinite_total += 1
                 consecutive_bad += 1
                 trackers.log_metrics({"nonfinite_steps": nonfinite_total}, step)
-                log.warning("non-finite loss at step %d (%d in a row), step skipped", step, consecutive_bad)
+                log.warning(
+                    "non-finite loss at step %d (%d in a row), step skipped", step, consecutive_bad
+                )
                 if consecutive_bad >= cfg.train.max_nonfinite:
                     raise TrainingError(
                         f"{consecutive_bad} non-finite losses in a row (step {step}); stopping. "
-                        f"Likely causes: learning rate too high (train.lr={cfg.train.lr}; try 10x "
-                        "lower or a longer warm-up), degenerate or wrongly scaled boxes in the data "
-                        "(check data/prepared/<name>/report.json), or fp16 overflow (train.amp=bf16). "
-                        "The last good checkpoint was kept."
+                        f"Likely causes: learning rate too high (train.lr={cfg.train.lr}; "
+                        "try 10x lower or a longer warm-up), degenerate or wrongly scaled boxes "
+                        "in the data (check data/prepared/<name>/report.json), or fp16 overflow "
+                        "(train.amp=bf16). The last good checkpoint was kept."
                     )
                 step += 1
                 batches_done += 1
@@ -391,27 +446,47 @@ def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, pro
                 sums[k] += parts[k]
             lr = optimizer.param_groups[0]["lr"]
             ips = seen / max(1e-9, time.perf_counter() - t_epoch)
-            bar.set_postfix(loss=f"{parts['loss']:.3f}", loc=f"{parts['loc']:.3f}",
-                            conf=f"{parts['conf']:.3f}", lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
+            bar.set_postfix(
+                loss=f"{parts['loss']:.3f}",
+                loc=f"{parts['loc']:.3f}",
+                conf=f"{parts['conf']:.3f}",
+                lr=f"{lr:.2e}",
+                img_s=f"{ips:.1f}",
+            )
             bar.update(1)
             if step % cfg.train.log_every == 0:
-                trackers.log_metrics({**{f"train_{k}": v for k, v in parts.items()}, "lr": lr,
-                                      "images_per_second": ips}, step)
+                trackers.log_metrics(
+                    {
+                        **{f"train_{k}": v for k, v in parts.items()},
+                        "lr": lr,
+                        "images_per_second": ips,
+                    },
+                    step,
+                )
             if cfg.train.checkpoint_every_steps and step % cfg.train.checkpoint_every_steps == 0:
                 checkpoint(batches_done)
         bar.close()
+        average_buffers(model, env)
         epoch += 1
         n_steps = max(1, batches_done)
         epoch_metrics = {f"epoch_{k}": v / n_steps for k, v in sums.items()}
         epoch_metrics["epoch"] = epoch
         is_last = epoch >= cfg.train.epochs or step >= total_steps
-        if env.is_main and ((cfg.train.eval_every and epoch % cfg.train.eval_every == 0) or is_last):
+        if env.is_main and (
+            (cfg.train.eval_every and epoch % cfg.train.eval_every == 0) or is_last
+        ):
             val = validate(model, cfg, class_names, "val")
             set_train_mode(model, cfg)
             epoch_metrics.update(val)
             if val and val["val_map"] > best:
                 best = val["val_map"]
-                save_detector(out_dir / BEST_DIR, model, cfg.model, class_names, {"val_map": best, "epoch": epoch})
+                save_detector(
+                    out_dir / BEST_DIR,
+                    model,
+                    cfg.model,
+                    class_names,
+                    {"val_map": best, "epoch": epoch},
+                )
             final_metrics = val
         if env.is_main:
             trackers.log_metrics(epoch_metrics, step)
@@ -424,13 +499,30 @@ def train(cfg: Config, tracker: Tracker | None = None, resume: bool = False, pro
     if env.is_main:
         if not _params_finite(model):
             raise TrainingError("final weights are non-finite; not saving them")
-        save_detector(final_dir, model, cfg.model, class_names,
-                      {"steps": step, "epochs": epoch, "train_seconds": round(seconds, 1),
-                       "dataset": cfg.data.name})
+        save_detector(
+            final_dir,
+            model,
+            cfg.model,
+            class_names,
+            {
+                "steps": step,
+                "epochs": epoch,
+                "train_seconds": round(seconds, 1),
+                "dataset": cfg.data.name,
+            },
+        )
         trackers.log_metrics({"train_seconds": seconds, "nonfinite_steps": nonfinite_total}, step)
         trackers.log_artifacts(final_dir, "model")
     barrier(env)
     shutdown(env)
     best_dir = out_dir / BEST_DIR
-    return TrainResult(final_dir, best_dir if best_dir.exists() else None, epoch, step, seconds,
-                       final_metrics, nonfinite_total)
+    return TrainResult(
+        model,
+        final_dir,
+        best_dir if best_dir.exists() else None,
+        epoch,
+        step,
+        seconds,
+        final_metrics,
+        nonfinite_total,
+    )

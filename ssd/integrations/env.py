@@ -1,0 +1,39 @@
+"""Offline, telemetry-free defaults with every tool's state inside the project.
+
+Called by the CLI and the flows before any MLOps tool is imported. A value the user has
+already set in the environment is kept.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The project folder: ``SSD_PROJECT_ROOT`` or the current directory."""
+    return Path(os.environ.get("SSD_PROJECT_ROOT", Path.cwd())).resolve()
+
+
+def configure_offline_defaults(root: Path | None = None) -> None:
+    root = root or project_root()
+    defaults = {
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PREFECT_HOME": str(root / ".prefect"),
+        "MPLCONFIGDIR": str(root / ".cache" / "matplotlib"),
+        "TORCH_HOME": str(root / ".cache" / "torch"),
+        "GIT_PYTHON_REFRESH": "quiet",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def default_tracking_uri(root: Path | None = None) -> str:
+    root = root or project_root()
+    return f"sqlite:///{root / 'mlflow.db'}"

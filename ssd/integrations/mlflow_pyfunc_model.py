@@ -1,0 +1,25 @@
+"""The detector as an MLflow pyfunc model, logged "from code" (no cloudpickle).
+
+MLflow executes this file when the model is loaded; ``set_model`` names the model object.
+Input: a DataFrame with an ``image`` column of file paths (or a list of paths / HxWx3 uint8
+arrays). Output: one row per detection with ``image, label, score, x1, y1, x2, y2`` in the
+image's pixels.
+"""
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class SSDDetectorModel(PythonModel):
+    def load_context(self, context):
+        from ssd.inference import load_detector
+
+        self.detector = load_detector(context.artifacts["detector"], device="auto")
+
+    def predict(self, context, model_input, params=None):
+        from ssd.integrations.pyfunc_io import detect_table
+
+        return detect_table(self.detector, model_input)
+
+
+mlflow.models.set_model(SSDDetectorModel())
