@@ -42,8 +42,13 @@ def rng_state() -> dict[str, Any]:
         "python": repr(random.getstate()),
     }
     _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
-    state["numpy"] = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    key = np.asarray(key)
+    state["numpy"] = {
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -55,7 +60,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(ast.literal_eval(state["python"]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -82,7 +89,9 @@ def save_checkpoint(
         os.fsync(fh.fileno())
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    _atomic_write_text(root / POINTER, json.dumps({"checkpoint": name, "step": state["step"]}) + "\n")
+    _atomic_write_text(
+        root / POINTER, json.dumps({"checkpoint": name, "step": state["step"]}) + "\n"
+    )
     # Keep the newest `keep` complete checkpoints.
     done = sorted(p for p in root.glob("step-*") if not p.name.endswith(".partial"))
     for old in done[:-keep]:
@@ -101,5 +110,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def load_state(checkpoint: Path) -> dict[str, Any]:
-    state: dict[str, Any] = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
+    state: dict[str, Any] = torch.load(
+        checkpoint / "state.pt", map_location="cpu", weights_only=True
+    )
     return state

@@ -51,8 +51,12 @@ class SSDHead(nn.Module):
         self.boxes_per_location = list(boxes_per_location)
         c1 = num_classes + 1
         make = _separable if kind == "ssdlite" else (lambda i, o: nn.Conv2d(i, o, 3, padding=1))
-        self.cls = nn.ModuleList(make(c, k * c1) for c, k in zip(in_channels, boxes_per_location, strict=True))
-        self.box = nn.ModuleList(make(c, k * 4) for c, k in zip(in_channels, boxes_per_location, strict=True))
+        self.cls = nn.ModuleList(
+            make(c, k * c1) for c, k in zip(in_channels, boxes_per_location, strict=True)
+        )
+        self.box = nn.ModuleList(
+            make(c, k * 4) for c, k in zip(in_channels, boxes_per_location, strict=True)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 if kind == "ssdlite":
@@ -65,7 +69,9 @@ class SSDHead(nn.Module):
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Returns class logits ``[N, A, C+1]`` and box offsets ``[N, A, 4]``."""
         logits, offsets = [], []
-        for x, k, cls, box in zip(features, self.boxes_per_location, self.cls, self.box, strict=True):
+        for x, k, cls, box in zip(
+            features, self.boxes_per_location, self.cls, self.box, strict=True
+        ):
             logits.append(_flatten(cls(x), k))
             offsets.append(_flatten(box(x), k))
         return torch.cat(logits, dim=1), torch.cat(offsets, dim=1)

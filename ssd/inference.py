@@ -44,7 +44,9 @@ def preprocess(images: Sequence[Tensor], size: int) -> Tensor:
             raise ValueError(f"expected an image [3, H, W], got shape {tuple(img.shape)}")
         if img.shape[0] == 1:
             img = img.expand(3, -1, -1)
-        img = TF.to_dtype(img, torch.float32, scale=True) if img.dtype == torch.uint8 else img.float()
+        img = (
+            TF.to_dtype(img, torch.float32, scale=True) if img.dtype == torch.uint8 else img.float()
+        )
         batch.append(TF.resize(img, [size, size], antialias=True))
     return torch.stack(batch)
 
@@ -52,7 +54,9 @@ def preprocess(images: Sequence[Tensor], size: int) -> Tensor:
 class Detector:
     """A trained SSD ready to detect: ``predict(images) -> list of {boxes, scores, labels}``."""
 
-    def __init__(self, model: SSD, cfg: ModelConfig, class_names: list[str], device: str = "auto") -> None:
+    def __init__(
+        self, model: SSD, cfg: ModelConfig, class_names: list[str], device: str = "auto"
+    ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu" or self.device.type == "cuda":

@@ -28,6 +28,9 @@ class MultiBoxLoss(nn.Module):
         input_size: ``(h, w)`` of the network input; target boxes are in its pixels.
     """
 
+    priors: Tensor
+    scale: Tensor
+
     def __init__(
         self,
         priors: Tensor,
@@ -40,7 +43,9 @@ class MultiBoxLoss(nn.Module):
         super().__init__()
         self.register_buffer("priors", priors, persistent=False)
         h, w = input_size
-        self.register_buffer("scale", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "scale", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False
+        )
         self.iou_threshold = iou_threshold
         self.neg_pos_ratio = neg_pos_ratio
         self.alpha = alpha

@@ -13,9 +13,7 @@ from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 
 
-def pad_targets(
-    boxes: list[Tensor], labels: list[Tensor]
-) -> tuple[Tensor, Tensor, Tensor]:
+def pad_targets(boxes: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
     """Stack per-image ground truth into ``[N, G, 4]`` boxes, ``[N, G]`` labels and a mask."""
     n = len(boxes)
     g = max((int(b.shape[0]) for b in boxes), default=0)

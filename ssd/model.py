@@ -43,6 +43,10 @@ class SSD(nn.Module):
         input_size: side of the square network input.
     """
 
+    priors: Tensor
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, backbone: nn.Module, head: SSDHead, priors: Tensor, input_size: int) -> None:
         super().__init__()
         self.backbone = backbone
@@ -142,7 +146,8 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None, pretrained: bo
     if pretrained:
         loaded = _load_backbone_weights(backbone, cfg)
         log.info("backbone %s weights: %s", cfg.backbone, loaded)
-    head = SSDHead(backbone.out_channels, boxes_per_location(ratios), classes, cfg.resolved_head)
+    channels: list[int] = list(backbone.out_channels)  # type: ignore[arg-type]
+    head = SSDHead(channels, boxes_per_location(ratios), classes, cfg.resolved_head)
     return SSD(backbone, head, priors, size)
 
 
@@ -157,7 +162,7 @@ def describe_model(cfg: ModelConfig, num_classes: int | None = None) -> dict[str
         "head": cfg.resolved_head,
         "input_size": cfg.resolved_input_size,
         "num_classes": classes,
-        "num_priors": int(model.priors.shape[0]),
+        "num_priors": len(model.priors),
         "feature_maps": [list(m) for m in maps],
         "boxes_per_location": boxes_per_location(ratios),
         "scales": [round(s, 4) for s in scales],

@@ -81,7 +81,9 @@ def default_boxes(
     if len(scales) != len(feature_maps) + 1:
         raise ValueError(f"need {len(feature_maps) + 1} scales, got {len(scales)}")
     if len(aspect_ratios) != len(feature_maps):
-        raise ValueError(f"need aspect ratios for {len(feature_maps)} maps, got {len(aspect_ratios)}")
+        raise ValueError(
+            f"need aspect ratios for {len(feature_maps)} maps, got {len(aspect_ratios)}"
+        )
     out = []
     for k, (fh, fw) in enumerate(feature_maps):
         s_k, s_next = scales[k], scales[k + 1]
@@ -146,4 +148,6 @@ def build_priors(model_cfg: ModelConfig) -> Tensor:
     maps = feature_map_sizes(model_cfg)
     scales, ratios = resolve_prior_layout(model_cfg, len(maps))
     size = model_cfg.resolved_input_size
-    return default_boxes(maps, scales, ratios, model_cfg.priors.steps, (size, size), model_cfg.priors.clip)
+    return default_boxes(
+        maps, scales, ratios, model_cfg.priors.steps, (size, size), model_cfg.priors.clip
+    )

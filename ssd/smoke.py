@@ -25,9 +25,13 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=cfg.num_classes or 6)
     size = model.input_size
-    loss_fn = MultiBoxLoss(model.priors, (size, size), cfg.iou_threshold, cfg.neg_pos_ratio, cfg.alpha, cfg.variances)
+    loss_fn = MultiBoxLoss(
+        model.priors, (size, size), cfg.iou_threshold, cfg.neg_pos_ratio, cfg.alpha, cfg.variances
+    )
     images = torch.rand(2, 3, size, size)
-    targets = [{"boxes": torch.tensor([[10.0, 20.0, 120.0, 160.0]]), "labels": torch.tensor([1])}] * 2
+    targets = [
+        {"boxes": torch.tensor([[10.0, 20.0, 120.0, 160.0]]), "labels": torch.tensor([1])}
+    ] * 2
     t0 = time.perf_counter()
     out = loss_fn(*model(images), targets)
     out["loss"].backward()
@@ -36,9 +40,11 @@ def main() -> None:
         [torch.randint(0, 255, (3, 240, 320), dtype=torch.uint8)]
     )
     t2 = time.perf_counter()
-    print(f"smoke: {cfg.backbone} at {size}px, {model.priors.shape[0]} default boxes")
-    print(f"smoke: train step loss={out['loss'].item():.3f} ({t1 - t0:.2f} s), "
-          f"detect gave {len(dets[0]['boxes'])} boxes ({t2 - t1:.2f} s) - OK")
+    print(f"smoke: {cfg.backbone} at {size}px, {len(model.priors)} default boxes")
+    print(
+        f"smoke: train step loss={out['loss'].item():.3f} ({t1 - t0:.2f} s), "
+        f"detect gave {len(dets[0]['boxes'])} boxes ({t2 - t1:.2f} s) - OK"
+    )
 
 
 if __name__ == "__main__":

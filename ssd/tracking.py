@@ -55,8 +55,12 @@ class _FanOut:
             try:
                 getattr(t, name)(*args)
             except Exception as err:  # a tracking failure must never stop training
-                log.warning("tracker %s failed (%s); continuing without it, metrics stay in the "
-                            "local metrics.jsonl", type(t).__name__, err)
+                log.warning(
+                    "tracker %s failed (%s); continuing without it, metrics stay in the "
+                    "local metrics.jsonl",
+                    type(t).__name__,
+                    err,
+                )
                 self.trackers.remove(t)
 
     def log_params(self, params: dict[str, Any]) -> None:

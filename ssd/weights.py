@@ -33,7 +33,10 @@ def _resolve(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_detector(
-    path: str | Path, model: SSD, model_cfg: ModelConfig, class_names: list[str],
+    path: str | Path,
+    model: SSD,
+    model_cfg: ModelConfig,
+    class_names: list[str],
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.safetensors`` + ``model.json`` into directory ``path``; returns the dir.
@@ -42,7 +45,9 @@ def save_detector(
     never leaves a truncated file under the final name.
     """
     if len(class_names) != model.num_classes:
-        raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} classes")
+        raise ValueError(
+            f"{len(class_names)} class names for a model with {model.num_classes} classes"
+        )
     weights, meta = _resolve(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

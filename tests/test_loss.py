@@ -44,16 +44,27 @@ def test_hard_negative_mining_keeps_three_negatives_per_positive() -> None:
 
 def test_degenerate_box_is_rejected_naming_image_and_box() -> None:
     targets = [
-        {"boxes": torch.tensor([[10.0, 10.0, 40.0, 40.0]]), "labels": torch.tensor([1]), "image_id": 7},
-        {"boxes": torch.tensor([[5.0, 5.0, 30.0, 30.0], [20.0, 20.0, 20.0, 50.0]]),
-         "labels": torch.tensor([1, 2]), "image_id": 42},
+        {
+            "boxes": torch.tensor([[10.0, 10.0, 40.0, 40.0]]),
+            "labels": torch.tensor([1]),
+            "image_id": 7,
+        },
+        {
+            "boxes": torch.tensor([[5.0, 5.0, 30.0, 30.0], [20.0, 20.0, 20.0, 50.0]]),
+            "labels": torch.tensor([1, 2]),
+            "image_id": 42,
+        },
     ]
-    with pytest.raises(ValueError, match=r"image 42: ground-truth box 1 \[20.0, 20.0, 20.0, 50.0\]"):
+    with pytest.raises(
+        ValueError, match=r"image 42: ground-truth box 1 \[20.0, 20.0, 20.0, 50.0\]"
+    ):
         make_loss()(torch.randn(2, A, 4), torch.randn(2, A, 4), targets)
 
 
 def test_non_finite_box_is_rejected() -> None:
-    targets = [{"boxes": torch.tensor([[1.0, 1.0, float("nan"), 9.0]]), "labels": torch.tensor([1])}]
+    targets = [
+        {"boxes": torch.tensor([[1.0, 1.0, float("nan"), 9.0]]), "labels": torch.tensor([1])}
+    ]
     with pytest.raises(ValueError, match="not finite"):
         make_loss()(torch.randn(1, A, 4), torch.randn(1, A, 4), targets)
 

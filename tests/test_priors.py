@@ -20,10 +20,13 @@ def test_paper_scales_formula() -> None:
     assert paper_scales(6, 0.2, 0.9, None)[:6] == pytest.approx([0.2, 0.34, 0.48, 0.62, 0.76, 0.9])
 
 
-@pytest.mark.parametrize(("size", "maps", "count"), [
-    (300, [[38, 38], [19, 19], [10, 10], [5, 5], [3, 3], [1, 1]], 8732),
-    (512, [[64, 64], [32, 32], [16, 16], [8, 8], [4, 4], [2, 2], [1, 1]], 24564),
-])
+@pytest.mark.parametrize(
+    ("size", "maps", "count"),
+    [
+        (300, [[38, 38], [19, 19], [10, 10], [5, 5], [3, 3], [1, 1]], 8732),
+        (512, [[64, 64], [32, 32], [16, 16], [8, 8], [4, 4], [2, 2], [1, 1]], 24564),
+    ],
+)
 def test_vgg_counts_from_dry_run(size: int, maps: list[list[int]], count: int) -> None:
     cfg = ModelConfig(backbone="vgg16", input_size=size)
     assert [list(m) for m in feature_map_sizes(cfg)] == maps
@@ -35,7 +38,9 @@ def test_other_input_size_just_works() -> None:
     maps = feature_map_sizes(cfg)
     assert maps[0] == (50, 50) and maps[-1] == (1, 1)
     desc = describe_model(cfg, num_classes=3)
-    assert desc["num_priors"] == sum(h * w * k for (h, w), k in zip(maps, desc["boxes_per_location"], strict=True))
+    assert desc["num_priors"] == sum(
+        h * w * k for (h, w), k in zip(maps, desc["boxes_per_location"], strict=True)
+    )
 
 
 def test_box_shapes_and_centres() -> None:

@@ -62,7 +62,7 @@ def test_matching_and_encoding_equal_ssdmatcher_and_boxcoder(tv_priors: torch.Te
     gen = torch.Generator().manual_seed(1)
     targets = random_targets(6, gen)
     boxes = [t["boxes"] / 300.0 for t in targets]
-    gt, labels, valid = pad_targets(boxes, [t["labels"] for t in targets])
+    gt, _, valid = pad_targets(boxes, [t["labels"] for t in targets])
     ours = match(gt, valid, tv_priors, 0.5)
 
     # IoU in the same (normalised) units as ours: exact ties between default boxes exist,
@@ -79,10 +79,14 @@ def test_matching_and_encoding_equal_ssdmatcher_and_boxcoder(tv_priors: torch.Te
         our_offsets = encode(gt[i][ours[i][fg]], tv_priors[fg])
         torch.testing.assert_close(our_offsets, ref_offsets, atol=1e-4, rtol=1e-4)
         # and decoding inverts encoding
-        torch.testing.assert_close(decode(our_offsets, tv_priors[fg]), gt[i][ours[i][fg]], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            decode(our_offsets, tv_priors[fg]), gt[i][ours[i][fg]], atol=1e-5, rtol=0
+        )
 
 
-def test_loss_equals_torchvision_compute_loss(tv_model: torch.nn.Module, tv_priors: torch.Tensor) -> None:
+def test_loss_equals_torchvision_compute_loss(
+    tv_model: torch.nn.Module, tv_priors: torch.Tensor
+) -> None:
     gen = torch.Generator().manual_seed(2)
     n = 4
     targets = random_targets(n, gen)
@@ -91,14 +95,18 @@ def test_loss_equals_torchvision_compute_loss(tv_model: torch.nn.Module, tv_prio
 
     anchors_norm = box_convert(tv_priors, "cxcywh", "xyxy")
     anchors = anchors_norm * 300.0
-    matched = [tv_model.proposal_matcher(box_iou(t["boxes"] / 300.0, anchors_norm)) for t in targets]
+    matched = [
+        tv_model.proposal_matcher(box_iou(t["boxes"] / 300.0, anchors_norm)) for t in targets
+    ]
     ref = tv_model.compute_loss(
         targets, {"cls_logits": logits, "bbox_regression": offsets}, [anchors] * n, matched
     )
     ours = MultiBoxLoss(tv_priors, (300, 300))(logits, offsets, targets)
     torch.testing.assert_close(ours["loc"], ref["bbox_regression"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours["conf"], ref["classification"], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ours["loss"], ref["bbox_regression"] + ref["classification"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ours["loss"], ref["bbox_regression"] + ref["classification"], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_postprocess_equals_torchvision(tv_model: torch.nn.Module, tv_priors: torch.Tensor) -> None:

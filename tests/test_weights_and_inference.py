@@ -42,8 +42,10 @@ def test_missing_checkpoint_says_what_to_do(tmp_path) -> None:
 def test_detections_are_in_each_images_pixels(small_model) -> None:
     model, cfg = small_model
     det = Detector(model, cfg.model_copy(update={"score_threshold": 0.0}), ["a", "b", "c"], "cpu")
-    images = [torch.randint(0, 255, (3, 90, 240), dtype=torch.uint8),
-              torch.randint(0, 255, (3, 300, 120), dtype=torch.uint8)]
+    images = [
+        torch.randint(0, 255, (3, 90, 240), dtype=torch.uint8),
+        torch.randint(0, 255, (3, 300, 120), dtype=torch.uint8),
+    ]
     out = det.predict(images)
     assert len(out) == 2
     for d, img in zip(out, images, strict=True):

@@ -145,8 +145,10 @@ def load_lite0_weights(
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
     result = module.load_state_dict(state, strict=False)
     if result.missing_keys:
-        raise ValueError(f"EfficientNet-Lite0 weights lack {len(result.missing_keys)} keys, "
-                         f"e.g. {result.missing_keys[:3]}; is this an efficientnet-lite0 file?")
+        raise ValueError(
+            f"EfficientNet-Lite0 weights lack {len(result.missing_keys)} keys, "
+            f"e.g. {result.missing_keys[:3]}; is this an efficientnet-lite0 file?"
+        )
     return list(result.missing_keys), list(result.unexpected_keys)
 
 
@@ -190,6 +192,7 @@ class EfficientNetLite0Backbone(nn.Module):
         for block in body._blocks[: self.TAP_BLOCK]:
             x = block(x)
         tap = body._blocks[self.TAP_BLOCK]
+        assert isinstance(tap, MBConvBlock)
         expanded = tap.expand(x)
         feats = [expanded]
         x = tap.finish(expanded, x)

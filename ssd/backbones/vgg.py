@@ -52,8 +52,9 @@ def _vgg_features() -> nn.Sequential:
             else:
                 layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU(inplace=True)]
-            in_ch = int(v)
+            out_ch = int(str(v))
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
+            in_ch = out_ch
     return nn.Sequential(*layers)
 
 
@@ -79,7 +80,9 @@ def _extra_layers(fc7_size: int) -> tuple[nn.ModuleList, list[int]]:
             conv = nn.Conv2d(mid, out, kernel_size=3, stride=2, padding=1)
             size = (size + 1) // 2
         blocks.append(
-            nn.Sequential(nn.Conv2d(in_ch, mid, 1), nn.ReLU(inplace=True), conv, nn.ReLU(inplace=True))
+            nn.Sequential(
+                nn.Conv2d(in_ch, mid, 1), nn.ReLU(inplace=True), conv, nn.ReLU(inplace=True)
+            )
         )
         out_channels.append(out)
         in_ch = out
@@ -110,7 +113,8 @@ class VGG16Backbone(nn.Module):
         for m in [*self.fc.modules(), *self.extras.modules()]:
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.features[: CONV4_3_RELU + 1](x)
@@ -130,7 +134,9 @@ class VGG16Backbone(nn.Module):
         present they are subsampled into the 1024-channel atrous fc6 and fc7 convs: every
         4th filter, and every 3rd tap of fc6's 7x7 (DeepLab / Caffe SSD "reduced fc").
         """
-        feats = {k[len("features.") :]: v for k, v in state_dict.items() if k.startswith("features.")}
+        feats = {
+            k[len("features.") :]: v for k, v in state_dict.items() if k.startswith("features.")
+        }
         if not feats:
             raise ValueError(
                 "the VGG16 weights file has no 'features.*' keys; expected a torchvision "
@@ -141,11 +147,14 @@ class VGG16Backbone(nn.Module):
         if "classifier.0.weight" in state_dict and "classifier.3.weight" in state_dict:
             w6 = state_dict["classifier.0.weight"].view(4096, 512, 7, 7)[::4, :, ::3, ::3]
             w7 = state_dict["classifier.3.weight"][::4, ::4]
+            fc6, fc7 = self.fc[0], self.fc[2]
+            assert isinstance(fc6, nn.Conv2d) and isinstance(fc7, nn.Conv2d)
+            assert fc6.bias is not None and fc7.bias is not None
             with torch.no_grad():
-                self.fc[0].weight.copy_(w6)
-                self.fc[0].bias.copy_(state_dict["classifier.0.bias"][::4])
-                self.fc[2].weight.copy_(w7.reshape(1024, 1024, 1, 1))
-                self.fc[2].bias.copy_(state_dict["classifier.3.bias"][::4])
+                fc6.weight.copy_(w6)
+                fc6.bias.copy_(state_dict["classifier.0.bias"][::4])
+                fc7.weight.copy_(w7.reshape(1024, 1024, 1, 1))
+                fc7.bias.copy_(state_dict["classifier.3.bias"][::4])
             used += [f"classifier.{i}.{p}" for i in (0, 3) for p in ("weight", "bias")]
         return used
 
