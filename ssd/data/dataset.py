@@ -1,0 +1,102 @@
+"""Read a prepared split for training and evaluation.
+
+``DetectionDataset(prepared_dir, split)[i]`` is ``(image, target)``:
+
+- ``image``: ``tv_tensors.Image`` uint8 ``[3, H, W]`` (RGB) before transforms;
+- ``target``: ``{"boxes": BoundingBoxes [K, 4] XYXY pixels, canvas_size (H, W),
+  "labels": int64 [K] in 1..C (0 is background), "difficult": bool [K],
+  "image_id": int, "orig_size": (H, W)}``.
+
+``transforms`` (see ``transforms.py``) is called as ``transforms(image, target)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.io import ImageReadMode, decode_image
+
+Target = dict[str, Any]
+Transform = Callable[[Any, Target], tuple[Any, Target]]
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """RGB uint8 ``[3, H, W]``; torchvision's decoders, PIL for formats they lack."""
+    try:
+        return decode_image(str(path), mode=ImageReadMode.RGB)
+    except RuntimeError:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"))
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+class DetectionDataset(Dataset[tuple[Any, Target]]):
+    """One split (``train``/``val``/``test``) of a dataset written by ``ssd prepare``."""
+
+    def __init__(
+        self, prepared_dir: str | Path, split: str, transforms: Transform | None = None
+    ) -> None:
+        self.root = Path(prepared_dir)
+        self.split = split
+        self.transforms = transforms
+        split_file = self.root / f"{split}.json"
+        if not split_file.is_file():
+            raise FileNotFoundError(
+                f"{split_file} not found; run `ssd prepare` first (splits: train, val, test)"
+            )
+        self.coco: dict[str, Any] = json.loads(split_file.read_text())
+        self.class_names: list[str] = json.loads((self.root / "classes.json").read_text())
+        self.images: list[dict[str, Any]] = list(self.coco["images"])
+        by_image: dict[int, list[dict[str, Any]]] = {img["id"]: [] for img in self.images}
+        for ann in self.coco["annotations"]:
+            by_image[ann["image_id"]].append(ann)
+        # Per image, boxes as XYXY float32 [K, 4], labels int64 [K], difficult bool [K].
+        self._targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for img in self.images:
+            anns = by_image[img["id"]]
+            xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+            xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+            labels = torch.tensor([a["category_id"] for a in anns], dtype=torch.int64)
+            difficult = torch.tensor([bool(a.get("difficult", 0)) for a in anns], dtype=torch.bool)
+            self._targets.append((xyxy, labels, difficult))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        """Object classes, without background."""
+        return len(self.class_names)
+
+    def __getitem__(self, index: int) -> tuple[Any, Target]:
+        info = self.images[index]
+        image = tv_tensors.Image(read_image(self.root / info["file_name"]))
+        height, width = image.shape[-2:]
+        xyxy, labels, difficult = self._targets[index]
+        target: Target = {
+            "boxes": tv_tensors.BoundingBoxes(
+                xyxy.clone(), format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(height, width)
+            ),
+            "labels": labels.clone(),
+            "difficult": difficult.clone(),
+            "image_id": int(info["id"]),
+            "orig_size": (int(height), int(width)),
+        }
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+
+def collate_detections(batch: list[tuple[Any, Target]]) -> tuple[torch.Tensor, list[Target]]:
+    """Stack same-sized images into ``[N, 3, S, S]`` float32; keep targets as a list
+    (each image has its own number of boxes)."""
+    images = torch.stack([torch.as_tensor(image, dtype=torch.float32) for image, _ in batch])
+    return images, [target for _, target in batch]

@@ -1,0 +1,166 @@
+"""``ssd prepare``: any supported input → one canonical dataset under ``data/prepared/<name>/``.
+
+Steps: read the source (``sources/``), check every image and box (``validate.py``), copy
+the images, assign splits (``splits.py``), write the COCO JSONs, ``classes.json``,
+``report.json`` and ``stats.png`` (``writer.py``, ``stats.py``). The output is built in
+a hidden sibling folder and moved into place at the end, so a failed run leaves the
+previous dataset untouched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ssd.config import DataConfig
+from ssd.data.errors import DataError
+from ssd.data.records import SPLITS
+from ssd.data.report import DUPLICATE_ID, Report
+from ssd.data.sources import read_source
+from ssd.data.splits import assign_splits
+from ssd.data.stats import compute_stats, plot_stats
+from ssd.data.validate import ValidImage, validate_image
+from ssd.data.writer import coco_split, write_image, write_json
+
+
+def prepare_dataset(cfg: DataConfig) -> Path:
+    """Prepare the dataset ``cfg`` describes and return its folder (``cfg.prepared_dir``).
+
+    Raises :class:`DataError` with one message saying what to fix when the input is
+    unusable: path missing, no class names, no valid image, a split left empty.
+    Everything else that is wrong is skipped or fixed and listed in ``report.json``.
+    """
+    out_dir = cfg.prepared_dir
+    work = out_dir.parent / f".{out_dir.name}.partial"
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "images").mkdir(parents=True)
+    try:
+        report = Report()
+        source = read_source(cfg, report)
+        if not source.classes:
+            hint = {
+                "voc": "no annotation names an object; add objects or set data.names_file",
+                "coco": "the JSON has no usable 'categories' list",
+            }.get(cfg.source, "set data.names_file")
+            problems = f" ({len(report.skipped)} problems, first: {_first_problem(report)})"
+            raise DataError(
+                f"no class names found in {cfg.path}: {hint}" + (problems if report.skipped else "")
+            )
+        kept: list[ValidImage] = []
+        seen: dict[str, str] = {}
+        n_read = 0
+        for raw in source.images:
+            n_read += 1
+            if raw.file_name in seen:
+                report.skip(
+                    raw.annotation,
+                    "image",
+                    DUPLICATE_ID,
+                    f"image {raw.file_name} is already used by {seen[raw.file_name]}",
+                )
+                continue
+            image = validate_image(raw, source.classes, report)
+            if image is None:
+                continue
+            seen[raw.file_name] = raw.annotation
+            write_image(image, work)
+            kept.append(image)
+        if not kept:
+            raise DataError(
+                f"no valid image in {cfg.path or cfg.source} ({n_read} listed, "
+                f"{len(report.skipped)} problems, e.g. "
+                f"{_first_problem(report)}); check data.path and data.source"
+            )
+        kept.sort(key=lambda im: im.file_name)
+        assigned, origin = assign_splits(
+            [im.file_name for im in kept],
+            [im.split for im in kept],
+            cfg.val_ratio,
+            cfg.test_ratio,
+            cfg.seed,
+            source.splits,
+        )
+        splits: dict[str, dict[str, Any]] = {}
+        next_ann = 1
+        for split in SPLITS:
+            idx = [i for i, s in enumerate(assigned) if s == split]
+            if not idx and origin[split] == "source":
+                raise DataError(
+                    f"split '{split}' is empty: the source defines it but none of its images "
+                    f"could be kept; fix the images listed in its split file (see the report "
+                    f"problems, first: {_first_problem(report)})"
+                )
+            if not idx:
+                raise DataError(
+                    f"split '{split}' is empty after preparing {cfg.path or cfg.source} "
+                    f"({origin[split]}); add images to it in the source, or for a random "
+                    f"split set data.{split}_ratio > 0 and provide more images"
+                    if split != "train"
+                    else "split 'train' is empty; lower data.val_ratio / data.test_ratio"
+                )
+            coco = coco_split(
+                [kept[i] for i in idx], [i + 1 for i in idx], next_ann, source.classes
+            )
+            next_ann += len(coco["annotations"])
+            splits[split] = coco
+        for split, coco in splits.items():
+            write_json(work / f"{split}.json", coco)
+        write_json(work / "classes.json", source.classes)
+        stats = compute_stats(splits, source.classes)
+        plot_stats(splits, source.classes, stats, work / "stats.png")
+        counts = {
+            "images_read": n_read,
+            "images_kept": len(kept),
+            "images": {s: len(c["images"]) for s, c in splits.items()},
+            "boxes": {s: len(c["annotations"]) for s, c in splits.items()},
+            **report.counts(),
+        }
+        write_json(
+            work / "report.json",
+            {
+                "name": cfg.name,
+                "source": {"format": cfg.source, "path": cfg.path, **source.description},
+                "classes": source.classes,
+                "splits": origin,
+                "counts": counts,
+                "stats": stats,
+                **report.as_dict(),
+            },
+        )
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    work.rename(out_dir)
+    print(summary(out_dir, counts, source.classes))
+    return out_dir
+
+
+def _first_problem(report: Report) -> str:
+    if not report.skipped:
+        return "none recorded"
+    first = report.skipped[0]
+    return f"{first['file']}: {first['detail']}"
+
+
+def summary(out_dir: Path, counts: dict[str, Any], classes: list[str]) -> str:
+    """The counts printed at the end of a run."""
+    lines = [
+        f"prepared {out_dir}: {counts['images_kept']} of {counts['images_read']} images, "
+        f"{len(classes)} classes ({', '.join(classes)})"
+    ]
+    for split in SPLITS:
+        lines.append(
+            f"  {split:<5} {counts['images'][split]:>6} images {counts['boxes'][split]:>7} boxes"
+        )
+    for kind in ("skipped", "fixed"):
+        items = counts[kind]
+        total = sum(items.values())
+        detail = ", ".join(f"{k} {v}" for k, v in items.items()) if items else "none"
+        lines.append(f"  {kind}: {total} ({detail})")
+    if counts["skipped"] or counts["fixed"]:
+        lines.append(f"  details: {out_dir / 'report.json'}")
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""Readers, one per input format. Each parses its format into :class:`SourceData`,
+reporting what it cannot parse; the checks shared by all formats are in ``validate.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ssd.config import DataConfig
+from ssd.data.errors import DataError
+from ssd.data.records import SourceData
+from ssd.data.report import Report
+
+
+def dataset_root(cfg: DataConfig) -> Path:
+    """``data.path`` as an existing folder, or a :class:`DataError` saying what to set."""
+    if not cfg.path:
+        raise DataError(
+            f"data.path is not set; point it at the {cfg.source} dataset folder "
+            f"(--set data.path=DIR) or use data.source=synthetic"
+        )
+    root = Path(cfg.path).expanduser()
+    if not root.exists():
+        raise DataError(f"data.path '{cfg.path}' does not exist; fix data.path")
+    if not root.is_dir():
+        raise DataError(f"data.path '{cfg.path}' is not a folder; point it at the dataset root")
+    return root
+
+
+def read_source(cfg: DataConfig, report: Report) -> SourceData:
+    """Dispatch on ``data.source``."""
+    if cfg.source == "synthetic":
+        from ssd.data.sources.synthetic import read_synthetic
+
+        return read_synthetic(num_images=cfg.num_images, image_size=cfg.image_size, seed=cfg.seed)
+    root = dataset_root(cfg)
+    if cfg.source == "voc":
+        from ssd.data.sources.voc import read_voc
+
+        return read_voc(root, report, names_file=cfg.names_file)
+    if cfg.source == "coco":
+        from ssd.data.sources.coco import read_coco
+
+        return read_coco(root, report, coco_json=cfg.coco_json, images_dir=cfg.images_dir)
+    from ssd.data.sources.yolo import read_yolo
+
+    return read_yolo(root, report, names_file=cfg.names_file)

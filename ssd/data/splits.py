@@ -1,0 +1,57 @@
+"""Train / val / test assignment: the source's split where it has one, otherwise a seeded
+split by ratio. Missing splits are carved out of the unassigned (or train) images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ssd.data.records import SPLITS
+
+
+def _take(n_total: int, ratio: float, available: int) -> int:
+    """How many images a ``ratio`` of ``n_total`` is: at least one when the ratio is > 0."""
+    if ratio <= 0 or available <= 1:
+        return 0
+    return min(max(1, round(n_total * ratio)), available - 1)
+
+
+def assign_splits(
+    names: list[str],
+    source_splits: list[str | None],
+    val_ratio: float,
+    test_ratio: float,
+    seed: int,
+    declared: frozenset[str] = frozenset(),
+) -> tuple[list[str], dict[str, str]]:
+    """Return each image's split and, per split, where it came from.
+
+    ``names`` are the unique output file names (they fix the order, so the result only
+    depends on the set of images and the seed). Images the source put in no split form a
+    pool; when the source has no ``val`` (``test``), ``val_ratio`` (``test_ratio``) of all
+    images is drawn at random from the pool, or from ``train`` when the pool is empty.
+    Whatever is left in the pool goes to ``train``. A split in ``declared`` (defined by the
+    source) is never carved, even if none of its images survived: it stays empty.
+    """
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    result: list[str | None] = list(source_splits)
+    present = {s for s in source_splits if s is not None} | set(declared)
+    origin = {s: "source" for s in SPLITS if s in present}
+    rng = np.random.default_rng(seed)
+    n_total = len(names)
+    for split, ratio in (("test", test_ratio), ("val", val_ratio)):
+        if split in present:
+            continue
+        pool = [i for i in order if result[i] is None]
+        pool_name = "unassigned images"
+        if not pool:
+            pool = [i for i in order if result[i] == "train"]
+            pool_name = "train"
+        n = _take(n_total, ratio, len(pool))
+        picked = rng.permutation(len(pool))[:n]
+        for j in sorted(picked.tolist()):
+            result[pool[j]] = split
+        origin[split] = f"random {ratio:g} of all images from {pool_name} (seed {seed})"
+    if any(s is None for s in result):
+        origin["train"] = "source + rest" if "train" in present else "the rest"
+    final = [s if s is not None else "train" for s in result]
+    return final, {s: origin.get(s, "source") for s in SPLITS}

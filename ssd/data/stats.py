@@ -1,0 +1,145 @@
+"""Statistics a user wants before training: images and boxes per class and split, box
+size distributions, COCO small / medium / large counts, boxes per image; and ``stats.png``.
+
+Areas follow the COCO rule on the original image: small < 32², medium < 96², large.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SMALL, MEDIUM = 32**2, 96**2
+
+
+def size_bucket(area: float) -> str:
+    return "small" if area < SMALL else "medium" if area < MEDIUM else "large"
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    q = np.quantile(np.asarray(values, dtype=np.float64), [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1])
+    keys = ("min", "p5", "p25", "median", "p75", "p95", "max")
+    return {k: round(float(v), 2) for k, v in zip(keys, q, strict=True)}
+
+
+def compute_stats(splits: dict[str, dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    """Statistics of the prepared split COCO dicts (see the module docstring)."""
+    per_split: dict[str, Any] = {}
+    per_class: dict[str, dict[str, dict[str, int]]] = {
+        c: {s: {"images": 0, "boxes": 0} for s in splits} for c in classes
+    }
+    widths: list[float] = []
+    heights: list[float] = []
+    areas: list[float] = []
+    relative: list[float] = []
+    for split, coco in splits.items():
+        sizes = {img["id"]: (img["width"], img["height"]) for img in coco["images"]}
+        per_image = Counter(a["image_id"] for a in coco["annotations"])
+        buckets = Counter({"small": 0, "medium": 0, "large": 0})
+        class_images: dict[int, set[int]] = {}
+        for a in coco["annotations"]:
+            _, _, w, h = a["bbox"]
+            name = classes[a["category_id"] - 1]
+            per_class[name][split]["boxes"] += 1
+            class_images.setdefault(a["category_id"], set()).add(a["image_id"])
+            buckets[size_bucket(w * h)] += 1
+            widths.append(w)
+            heights.append(h)
+            areas.append(w * h)
+            iw, ih = sizes[a["image_id"]]
+            relative.append(float(np.sqrt(w * h / (iw * ih))))
+        for cat, ids in class_images.items():
+            per_class[classes[cat - 1]][split]["images"] = len(ids)
+        counts = [per_image.get(img["id"], 0) for img in coco["images"]]
+        per_split[split] = {
+            "images": len(coco["images"]),
+            "boxes": len(coco["annotations"]),
+            "difficult": sum(a["difficult"] for a in coco["annotations"]),
+            "images_without_boxes": sum(1 for c in counts if c == 0),
+            "sizes": dict(buckets),
+            "boxes_per_image": {
+                "mean": round(float(np.mean(counts)), 2) if counts else 0.0,
+                "max": max(counts, default=0),
+                "histogram": {str(k): v for k, v in sorted(Counter(counts).items())},
+            },
+        }
+    return {
+        "per_split": per_split,
+        "per_class": per_class,
+        "box_width": _quantiles(widths),
+        "box_height": _quantiles(heights),
+        "box_area": _quantiles(areas),
+        "box_relative_size": _quantiles(relative),
+    }
+
+
+def plot_stats(
+    splits: dict[str, dict[str, Any]], classes: list[str], stats: dict[str, Any], out_png: Path
+) -> None:
+    """Six panels: boxes per class and split, images per class and split, width vs
+    height, area histogram with the COCO bucket limits, size buckets, boxes per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(splits)
+    fig, axes = plt.subplots(2, 3, figsize=(15, 9), dpi=80)
+    x = np.arange(len(classes))
+    width = 0.8 / max(len(names), 1)
+    for key, ax in (("boxes", axes[0, 0]), ("images", axes[0, 1])):
+        for k, split in enumerate(names):
+            values = [stats["per_class"][c][split][key] for c in classes]
+            ax.bar(x + k * width, values, width, label=split)
+        ax.set_xticks(x + width * (len(names) - 1) / 2, classes, rotation=30, ha="right")
+        ax.set_title(f"{key} per class")
+        ax.legend()
+
+    ax = axes[0, 2]
+    for split in names:
+        wh = np.array([a["bbox"][2:] for a in splits[split]["annotations"]]).reshape(-1, 2)
+        ax.scatter(wh[:, 0], wh[:, 1], s=3, alpha=0.4, label=split)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("box width (px)")
+    ax.set_ylabel("box height (px)")
+    ax.set_title("box width vs height")
+    ax.legend()
+
+    ax = axes[1, 0]
+    areas = np.array([a["area"] for s in names for a in splits[s]["annotations"]])
+    if areas.size:
+        bins = np.logspace(np.log10(max(areas.min(), 1.0)), np.log10(areas.max() + 1), 40)
+        ax.hist(areas, bins=bins)
+        ax.set_xscale("log")
+    for limit in (SMALL, MEDIUM):
+        ax.axvline(limit, color="k", linestyle="--")
+    ax.set_xlabel("box area (px², original image)")
+    ax.set_title("area (dashed: COCO 32², 96²)")
+
+    ax = axes[1, 1]
+    buckets = ("small", "medium", "large")
+    for k, split in enumerate(names):
+        values = [stats["per_split"][split]["sizes"][b] for b in buckets]
+        ax.bar(np.arange(3) + k * width, values, width, label=split)
+    ax.set_xticks(np.arange(3) + width * (len(names) - 1) / 2, buckets)
+    ax.set_title("COCO size buckets")
+    ax.legend()
+
+    ax = axes[1, 2]
+    for split in names:
+        hist = stats["per_split"][split]["boxes_per_image"]["histogram"]
+        ax.plot([int(k) for k in hist], list(hist.values()), marker="o", label=split)
+    ax.set_xlabel("boxes in the image")
+    ax.set_ylabel("images")
+    ax.set_title("boxes per image")
+    ax.legend()
+
+    fig.tight_layout()
+    fig.savefig(out_png, format="png", metadata={"Software": None})
+    plt.close(fig)
