@@ -130,7 +130,8 @@ def evaluate(
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
     model: Annotated[
-        Path | None, typer.Option("--model", help="checkpoint to run on the split")
+        Path | None,
+        typer.Option("--model", help="detector to run (default: <train.out_dir>/ssd)"),
     ] = None,
     detections: Annotated[
         Path | None,
@@ -146,7 +147,9 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option("--out", help="report folder (default: evaluate.out_dir)")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N (default: evaluate.device)")
+    ] = None,
 ) -> None:
     """Score a model (--model) or a detection file (--detections) on a prepared split.
 
@@ -154,42 +157,18 @@ def evaluate(
     per-object error labels, plots and the worst images drawn.
     """
     from ssd.evaluation.errors import EvaluationError
-    from ssd.evaluation.inputs import SPLITS, load_detections
-    from ssd.evaluation.run import evaluate_detections, evaluate_model
+    from ssd.evaluation.inputs import SPLITS
+    from ssd.evaluation.run import evaluate_from_config
 
-    if (model is None) == (detections is None):
-        fail("give exactly one of --model PATH or --detections FILE")
+    if model is not None and detections is not None:
+        fail("give one of --model PATH or --detections FILE, not both")
     cfg = get_config(params, set_)
     split_name = split or cfg.evaluate.split
     if split_name not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}, got '{split_name}'")
     out_dir = out or Path(cfg.evaluate.out_dir)
     try:
-        if model is not None:
-            metrics = evaluate_model(
-                model,
-                cfg.data.prepared_dir,
-                split_name,
-                out_dir,
-                batch_size=cfg.evaluate.batch_size,
-                device=device,
-            )
-        else:
-            assert detections is not None
-            priors = None
-            try:  # coverage of the configured default boxes (data vs config; any detector)
-                from ssd.priors import build_priors
-
-                priors = build_priors(cfg.model)
-            except (ImportError, ValueError) as err:
-                typer.secho(f"warning: no default-box coverage ({err})", err=True)
-            metrics = evaluate_detections(
-                cfg.data.prepared_dir,
-                split_name,
-                load_detections(detections),
-                out_dir,
-                priors=priors,
-            )
+        metrics = evaluate_from_config(cfg, model, detections, split_name, out_dir, device)
     except (EvaluationError, ConfigError) as err:
         fail(str(err))
         return
@@ -271,61 +250,247 @@ def train_cmd(
     import os
 
     from ssd.integrations.env import configure_offline_defaults
+    from ssd.integrations.mlflow_tracking import tracked_train
     from ssd.model import ModelError
-    from ssd.train import TrainingError, train
+    from ssd.train import TrainingError
     from ssd.weights import WeightsError
 
     configure_offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = get_config(params, set_)
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    tracker = None
-    if cfg.tracking.enabled and rank0:
-        from ssd.integrations.mlflow_tracking import start_mlflow_run
-        from ssd.provenance import describe_run
 
-        tags = {"dataset": cfg.data.name}
-        if cfg.data.prepared_dir.is_dir():
-            tags |= describe_run(cfg.data.prepared_dir)
-        tracker = start_mlflow_run(cfg.tracking.tracking_uri, cfg.tracking.experiment,
-                                   f"train-{cfg.data.name}", tags)
     try:
-        result = train(cfg, tracker, resume=resume, progress=not no_progress)
+        result = tracked_train(cfg, resume=resume, progress=not no_progress)
     except (TrainingError, ModelError, WeightsError, FileNotFoundError) as err:
-        if tracker is not None:
-            tracker.end("FAILED")
         fail(str(err), code=1)
         return
-    if tracker is not None:
-        _log_pyfunc(tracker, result.model_dir, cfg)
-        tracker.end()
-    if rank0:
-        typer.echo(f"trained {result.steps} steps in {result.seconds:.0f} s; "
-                   f"detector in {result.model_dir}"
-                   + (f" (best val mAP in {result.best_dir})" if result.best_dir else ""))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(
+            f"trained {result.steps} steps in {result.seconds:.0f} s; "
+            f"detector in {result.model_dir}"
+            + (f" (best val mAP in {result.best_dir})" if result.best_dir else "")
+        )
         if result.final_metrics:
-            typer.echo("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in result.final_metrics.items()))
+            typer.echo(
+                "validation: " + ", ".join(f"{k}={v:.4f}" for k, v in result.final_metrics.items())
+            )
 
 
-def _log_pyfunc(tracker: object, model_dir: Path, cfg: Config) -> None:
-    """Log the detector as an MLflow pyfunc model (example input: a validation image)."""
+@app.command("register")
+def register_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Register the trained detector in the MLflow registry; move 'champion' if it is better."""
     import logging
 
-    from ssd.integrations.mlflow_tracking import log_detector_model
+    from ssd.integrations.env import configure_offline_defaults
+    from ssd.integrations.registry import RegistryError, register_from_config
 
-    split = cfg.data.prepared_dir / "val.json"
+    configure_offline_defaults()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = get_config(params, set_)
     try:
-        images = json.loads(split.read_text())["images"] if split.is_file() else []
-        if not images:
-            images = json.loads((cfg.data.prepared_dir / "train.json").read_text())["images"]
-        example = cfg.data.prepared_dir / images[0]["file_name"]
-        uri = log_detector_model(model_dir, example)
-        typer.echo(f"MLflow model: {uri}")
-    except Exception as err:  # tracking must not fail a finished training
-        logging.getLogger(__name__).warning("could not log the MLflow model: %s", err)
+        result = register_from_config(cfg)
+    except RegistryError as err:
+        fail(str(err), code=1)
+        return
+    out = Path(cfg.evaluate.out_dir) / "registry.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    typer.echo(f"registered {result['model_uri']}: {result['reason']}")
 
 
 # ---- end of training commands
+
+
+# ---- inference commands (ssd/detect.py, ssd/export.py)
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="detector folder (model.safetensors + model.json), its .safetensors file, "
+        "or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION",
+    ),
+]
+
+
+def _local_detector(model: str, params: Path, set_: list[str] | None) -> Path:
+    """The detector path for --model, downloading a models:/ URI from the MLflow registry."""
+    from ssd.integrations.registry_load import RegistryError, is_model_uri, resolve_detector
+
+    if not is_model_uri(model):
+        return Path(model)
+    cfg = get_config(params, set_)
+    try:
+        return resolve_detector(model, cfg.tracking.tracking_uri)
+    except RegistryError as err:
+        fail(str(err))
+        raise  # unreachable, for type checkers
+
+
+@app.command()
+def detect(
+    inputs: Annotated[list[str], typer.Argument(help="image files, folders or glob patterns")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/detect"),
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per pass")] = 8,
+    score_threshold: Annotated[
+        float,
+        typer.Option("--score-threshold", min=0.0, max=1.0, help="keep detections above this"),
+    ] = 0.3,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    fmt: Annotated[
+        str, typer.Option("--format", help="json (detections.json) or csv (detections.csv)")
+    ] = "json",
+    no_draw: Annotated[bool, typer.Option("--no-draw", help="no annotated images")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Detect objects in images; write detections (COCO results + file_name) and drawings."""
+    from ssd.detect import DetectError, detect_paths
+    from ssd.inference import load_detector
+    from ssd.model import ModelError
+    from ssd.weights import WeightsError
+
+    if fmt not in ("json", "csv"):
+        fail(f"--format must be json or csv, got '{fmt}'")
+    path = _local_detector(model, params, set_)
+    try:
+        detector = load_detector(path, device)
+        summary = detect_paths(
+            detector,
+            inputs,
+            out,
+            batch_size=batch_size,
+            score_threshold=score_threshold,
+            draw=not no_draw,
+            fmt="csv" if fmt == "csv" else "json",
+            progress=not no_progress,
+        )
+    except (DetectError, WeightsError, ModelError) as err:
+        fail(str(err))
+        return
+    except (ValueError, RuntimeError) as err:  # e.g. an unknown device
+        fail(f"detection failed: {err}")
+        return
+    for item in summary["skipped"]:
+        typer.secho(
+            f"skipped {item['file_name']}: {item['reason']}", fg=typer.colors.YELLOW, err=True
+        )
+    speed = summary["images_per_second"]
+    typer.echo(
+        f"{summary['num_images']} images, {summary['num_detections']} detections, "
+        f"{summary['num_skipped']} skipped" + (f" ({speed:.1f} images/s)" if speed else "")
+    )
+    typer.echo(f"wrote {out / summary['detections_file']} and {out / 'summary.json'}")
+    if summary["num_images"] == 0:
+        fail("no readable image among the inputs", code=1)
+
+
+@app.command("export")
+def export_cmd(
+    model: ModelOpt,
+    fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="file to write (default: model.onnx / model.torchscript.pt next to the detector)",
+        ),
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Export network + box decoding to ONNX or TorchScript (NMS left to the caller).
+
+    The file carries the class names, input size and post-processing settings as metadata;
+    see ssd/export.py for the inputs, outputs and the reference post-processing.
+    """
+    from ssd.export import FORMATS, ExportError, export_detector
+    from ssd.model import ModelError
+    from ssd.weights import WeightsError
+
+    if fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    path = _local_detector(model, params, set_)
+    try:
+        written = export_detector(path, "onnx" if fmt == "onnx" else "torchscript", out)
+    except (ExportError, WeightsError, ModelError) as err:
+        fail(str(err))
+        return
+    typer.echo(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
+
+
+# ---- end of inference commands
+
+
+# ---- browse command (ssd/integrations/fiftyone_browse.py)
+@app.command()
+def browse(
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="evaluated split (default: evaluate.split)")
+    ] = None,
+    reports: Annotated[
+        Path | None,
+        typer.Option("--reports", help="folder `ssd evaluate` wrote (default: evaluate.out_dir)"),
+    ] = None,
+    port: Annotated[int, typer.Option("--port", help="App port")] = 5151,
+    address: Annotated[
+        str, typer.Option("--address", help="App address (0.0.0.0 serves the network)")
+    ] = "127.0.0.1",
+    no_launch: Annotated[
+        bool, typer.Option("--no-launch", help="build or update the dataset only")
+    ] = False,
+) -> None:
+    """Browse the evaluation's errors in the FiftyOne App (dataset + saved views).
+
+    Builds or updates the persistent dataset ssd-<data.name>-<split> from the prepared split
+    and the reports of `ssd evaluate`, then serves the App until Ctrl-C.
+    """
+    from ssd.evaluation.errors import EvaluationError
+    from ssd.evaluation.inputs import SPLITS
+    from ssd.integrations.env import configure_offline_defaults
+
+    configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
+    from ssd.integrations.fiftyone_browse import (
+        BrowseError,
+        app_url,
+        build_browse_dataset,
+        error_type_counts,
+        launch_app,
+    )
+
+    cfg = get_config(params, set_)
+    split_name = split or cfg.evaluate.split
+    if split_name not in SPLITS:
+        fail(f"--split must be one of {', '.join(SPLITS)}, got '{split_name}'")
+    try:
+        ds = build_browse_dataset(
+            cfg.data.prepared_dir, split_name, reports or Path(cfg.evaluate.out_dir)
+        )
+    except (BrowseError, EvaluationError) as err:
+        fail(str(err))
+        return
+    counts = error_type_counts(ds)
+    typer.echo(
+        f"dataset {ds.name}: {len(ds)} images; errors "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+    typer.echo("saved views: " + ", ".join(ds.list_saved_views()))
+    if no_launch:
+        return
+    session = launch_app(ds, address=address, port=port)
+    typer.echo(f"FiftyOne App: {app_url(ds, address, port)}  (Ctrl-C to stop)")
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+
+
+# ---- end of browse command
 
 
 # ---------------------------------------------------------------- (more subcommands below)

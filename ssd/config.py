@@ -242,7 +242,9 @@ class TrainConfig(_Section):
         "auto", description="mixed precision on CUDA (auto: bf16 if supported, else fp16); CPU: off"
     )
     channels_last: bool = Field(True, description="NHWC memory format for convolutions")
-    eval_every: int = Field(5, ge=0, description="validation mAP every N epochs (0 = only at the end)")
+    eval_every: int = Field(
+        5, ge=0, description="validation mAP every N epochs (0 = only at the end)"
+    )
     checkpoint_every_steps: int = Field(
         0, ge=0, description="also checkpoint every N steps inside an epoch (0 = epoch ends only)"
     )
@@ -274,9 +276,25 @@ class TrackingConfig(_Section):
 
 
 class EvaluateConfig(_Section):
-    split: Literal["train", "val", "test"] = "test"
-    batch_size: int = Field(8, ge=1)
+    """``ssd evaluate``: which split, and what the reports hold."""
+
+    split: Literal["train", "val", "test"] = Field("test", description="split to evaluate")
+    batch_size: int = Field(8, ge=1, description="images per inference batch")
     out_dir: str = Field("reports", description="where metrics and plots go")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    coco_backend: Literal["faster", "pycocotools"] = Field(
+        "faster", description="faster-coco-eval (same numbers, faster) or pycocotools"
+    )
+    sample_images: int = Field(12, ge=0, description="worst images drawn with boxes")
+    sample_score_threshold: float = Field(
+        0.3, ge=0, le=1, description="detections drawn on the sample images"
+    )
+    coverage_iou: float = Field(
+        0.5, gt=0, le=1, description="IoU at which a default box covers a ground truth"
+    )
+    box_tolerance_px: float = Field(
+        1.0, ge=0, description="detections reaching further past the image edge are rejected"
+    )
 
 
 class Config(_Section):
@@ -374,7 +392,9 @@ def load_config(path: str | Path | None = "params.yaml", overrides: Iterable[str
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{path} must hold a mapping of sections, got {type(loaded).__name__}"
+            )
         raw = loaded or {}
     elif path is not None and Path(path) != Path("params.yaml"):
         raise ConfigError(f"params file '{path}' does not exist")

@@ -117,3 +117,46 @@ def log_detector_model(
         code_paths=[str(here.parents[1])],
     )
     return str(info.model_uri)
+
+
+# ----------------------------------------------------------------------------- the train stage
+
+
+def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
+    """``ssd train`` with MLflow: the run gets params, metrics, provenance tags and the
+    detector as a pyfunc model. Used by the CLI and the Prefect flow alike."""
+    import json
+    import os
+
+    from ssd.provenance import describe_run
+    from ssd.train import train
+
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    tracker = None
+    if cfg.tracking.enabled and rank0:
+        tags = {"dataset": cfg.data.name, "stage": "train"}
+        if cfg.data.prepared_dir.is_dir():
+            tags |= describe_run(cfg.data.prepared_dir)
+        tracker = start_mlflow_run(
+            cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
+        )
+    try:
+        result = train(cfg, tracker, resume=resume, progress=progress)
+    except BaseException:
+        if tracker is not None:
+            tracker.end("FAILED")
+        raise
+    if tracker is not None:
+        try:
+            split = cfg.data.prepared_dir / "val.json"
+            images = json.loads(split.read_text())["images"] if split.is_file() else []
+            if not images:
+                images = json.loads((cfg.data.prepared_dir / "train.json").read_text())["images"]
+            uri = log_detector_model(
+                result.model_dir, cfg.data.prepared_dir / images[0]["file_name"]
+            )
+            log.info("MLflow model: %s", uri)
+        except Exception as err:  # tracking must not fail a finished training
+            log.warning("could not log the MLflow model: %s", err)
+        tracker.end()
+    return result

@@ -1,0 +1,12 @@
+"""Evaluation of a detector on a prepared split: COCO and VOC metrics, TIDE error types,
+default-box coverage, plots and per-object error labels.
+
+Entry points: :func:`ssd.evaluation.run.evaluate_detections` (a COCO results list against a
+split), :func:`ssd.evaluation.run.evaluate_model` (run a checkpoint first) and
+:func:`ssd.evaluation.suggest.suggest_priors` (default boxes fitted to the training boxes).
+No MLOps tool is imported here.
+"""
+
+from ssd.evaluation.errors import EvaluationError
+
+__all__ = ["EvaluationError"]

@@ -1,0 +1,198 @@
+"""The evaluation's pictures: PR curves, AP by size, TIDE dAP bars, default-box coverage,
+and sample images with predictions and ground truth drawn. Matplotlib (Agg) only."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.font_manager
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_image, write_png
+from torchvision.ops import box_convert
+from torchvision.utils import draw_bounding_boxes
+
+from ssd.evaluation.coco import SIZES, CocoResult
+from ssd.evaluation.tide import ERROR_NAMES, ERROR_TYPES, TideResult
+
+GT_COLOR, TP_COLOR, FP_COLOR = "#2ca02c", "#1f77b4", "#d62728"
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pr_curve_table(
+    coco: CocoResult, class_names: Sequence[str], iou: float = 0.5
+) -> dict[str, Any]:
+    """Precision at COCO's 101 recall points, per class and averaged (IoU ``iou``, 100 dets)."""
+    t = int(np.argmin(np.abs(coco.iou_thresholds - iou)))
+    prec = coco.precision[t, :, :, 0, -1]  # [R, K]
+    per_class = {name: prec[:, k] for k, name in enumerate(class_names)}
+    defined = [v for v in per_class.values() if (v > -1).any()]
+    mean = (
+        np.mean(np.clip(defined, 0, None), axis=0)
+        if defined
+        else np.zeros_like(coco.recall_thresholds)
+    )
+    return {"recall": coco.recall_thresholds, "mean": mean, "per_class": per_class}
+
+
+def plot_pr_curves(coco: CocoResult, class_names: Sequence[str], path: Path) -> Path:
+    """One small panel per class: precision–recall at IoU 0.5 and 0.75 (COCO interpolation)."""
+    n = max(len(class_names), 1)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    tables = {iou: pr_curve_table(coco, class_names, iou) for iou in (0.5, 0.75)}
+    for k, name in enumerate(class_names):
+        ax = axes.flat[k]
+        for iou, style in ((0.5, "-"), (0.75, "--")):
+            p = tables[iou]["per_class"][name]
+            if (p > -1).any():
+                ap = float(np.clip(p, 0, None).mean())
+                ax.plot(
+                    tables[iou]["recall"],
+                    np.clip(p, 0, None),
+                    style,
+                    label=f"IoU {iou}: AP {ap:.3f}",
+                )
+        ax.set(title=name, xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower left")
+        else:
+            ax.text(0.5, 0.5, "no ground truth", ha="center", va="center")
+    return _save(fig, path)
+
+
+def plot_ap_by_size(stats: dict[str, float | None], counts: dict[str, int], path: Path) -> Path:
+    """COCO AP@[.5:.95] and AR@100 for small, medium and large objects."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = np.arange(len(SIZES))
+    ap = [stats.get(f"map_{s}") or 0.0 for s in SIZES]
+    ar = [stats.get(f"mar_{s}") or 0.0 for s in SIZES]
+    ax.bar(x - 0.2, ap, 0.4, label="AP@[.5:.95]")
+    ax.bar(x + 0.2, ar, 0.4, label="AR@100")
+    ax.set_xticks(x, [f"{s}\n({counts.get(s, 0)} GT)" for s in SIZES])
+    ax.set(ylim=(0, 1), ylabel="COCO metric", title="AP by object size")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_tide(tide: TideResult, path: Path) -> Path:
+    """TIDE dAP per error type: overall, and per object size."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(ERROR_TYPES))
+    ax1.bar(x, [100 * tide.dap[t] for t in ERROR_TYPES], color="#9467bd")
+    ax1.set_xticks(x, [ERROR_NAMES[t] for t in ERROR_TYPES], rotation=30, ha="right")
+    ax1.set(ylabel="dAP50 (points)", title=f"TIDE errors (AP50 {100 * tide.ap50:.1f})")
+    width = 0.8 / len(SIZES)
+    for i, s in enumerate(SIZES):
+        ax2.bar(
+            x + (i - 1) * width, [100 * tide.dap_by_size[s][t] for t in ERROR_TYPES], width, label=s
+        )
+    ax2.set_xticks(x, [ERROR_NAMES[t] for t in ERROR_TYPES], rotation=30, ha="right")
+    ax2.set(ylabel="dAP50 (points)", title="fixing only errors of one size")
+    ax2.legend()
+    return _save(fig, path)
+
+
+def plot_coverage(summary: dict[str, Any], path: Path) -> Path:
+    """Share of GT boxes with a default box at IoU ≥ threshold per size, and the IoU histogram."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = ["all", *SIZES]
+    shares = [summary["share_covered"] or 0.0] + [
+        summary["by_size"][s]["share_covered"] or 0.0 for s in SIZES
+    ]
+    counts = [summary["count"]] + [summary["by_size"][s]["count"] for s in SIZES]
+    bars = ax1.bar(names, shares, color="#ff7f0e")
+    ax1.bar_label(
+        bars, labels=[f"{100 * v:.0f}%" if c else "–" for v, c in zip(shares, counts, strict=True)]
+    )
+    ax1.set_xticks(
+        range(len(names)), [f"{n}\n({c} GT)" for n, c in zip(names, counts, strict=True)]
+    )
+    ax1.set(
+        ylim=(0, 1),
+        ylabel=f"share with best IoU ≥ {summary['iou_threshold']}",
+        title="default-box coverage",
+    )
+    edges = np.array(summary["histogram"]["edges"])
+    ax2.bar(
+        edges[:-1],
+        summary["histogram"]["counts"],
+        width=np.diff(edges),
+        align="edge",
+        color="#7f7f7f",
+        edgecolor="white",
+    )
+    ax2.axvline(summary["iou_threshold"], color=FP_COLOR, ls="--")
+    ax2.set(xlabel="best IoU with any default box", ylabel="GT boxes", title="best-IoU histogram")
+    return _save(fig, path)
+
+
+def plot_coverage_comparison(coverage: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Share of GT covered (best IoU ≥ threshold) with the current and the suggested priors,
+    per split and size (``coverage[split][current|suggested]`` from ``coverage_summary``)."""
+    splits = list(coverage)
+    fig, axes = plt.subplots(1, max(len(splits), 1), figsize=(4.2 * max(len(splits), 1), 3.6))
+    axes = np.atleast_1d(axes)
+    names = ["all", *SIZES]
+    x = np.arange(len(names))
+    for ax, split in zip(axes, splits, strict=False):
+        for i, which in enumerate(("current", "suggested")):
+            c = coverage[split][which]
+            values = [c["share_covered"] or 0.0] + [
+                c["by_size"][s]["share_covered"] or 0.0 for s in SIZES
+            ]
+            bars = ax.bar(x + (i - 0.5) * 0.4, values, 0.4, label=which)
+            ax.bar_label(bars, labels=[f"{100 * v:.0f}" for v in values], fontsize=7)
+        ax.set_xticks(x, names)
+        ax.set(ylim=(0, 1.1), title=f"{split}: default-box coverage", ylabel="share covered")
+        ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def draw_sample(
+    image_path: Path,
+    gt: Sequence[dict[str, Any]],
+    detections: Sequence[tuple[dict[str, Any], str]],
+    class_names: Sequence[str],
+    path: Path,
+) -> Path:
+    """Draw GT (green) and detections (blue = true positive, red = error type) on one image."""
+    image = decode_image(str(image_path), mode=ImageReadMode.RGB)
+    boxes, labels, colors = [], [], []
+    for a in gt:
+        boxes.append(a["bbox"])
+        labels.append(f"GT {class_names[a['category_id'] - 1]}")
+        colors.append(GT_COLOR)
+    for d, label in detections:
+        boxes.append(d["bbox"])
+        name = class_names[d["category_id"] - 1]
+        labels.append(f"{name} {d['score']:.2f}" + ("" if label == "tp" else f" [{label}]"))
+        colors.append(TP_COLOR if label == "tp" else FP_COLOR)
+    if boxes:
+        xyxy = box_convert(torch.tensor(boxes, dtype=torch.float32), "xywh", "xyxy")
+        font = matplotlib.font_manager.findfont("DejaVu Sans")  # shipped with matplotlib
+        font_size = max(10, image.shape[-1] // 50)
+        image = draw_bounding_boxes(
+            image, xyxy, labels=labels, colors=colors, width=2, font=font, font_size=font_size
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(image, str(path), compression_level=1)
+    return path

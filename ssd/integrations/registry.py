@@ -1,0 +1,145 @@
+"""``ssd register``: put the trained detector in the MLflow model registry.
+
+Each call logs the detector (pyfunc, from code) in a run tagged with the dataset
+fingerprint and code version, logs the evaluation metrics, and registers a new version
+of ``tracking.model_name`` (``ssd``). The alias ``champion`` moves to the new version only
+when it beats the current champion on ``tracking.champion_metric`` (``map`` by default);
+otherwise the version stays registered without the alias and the result says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ssd.config import Config
+from ssd.integrations.env import configure_offline_defaults, default_tracking_uri
+from ssd.integrations.mlflow_tracking import log_detector_model
+from ssd.provenance import dataset_fingerprint, git_commit
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+
+
+class RegistryError(RuntimeError):
+    """Registration cannot proceed; the message says what is missing."""
+
+
+def _flat_numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def decide_champion(new: float | None, current: float | None, metric: str) -> tuple[bool, str]:
+    """Whether the new version takes the alias, and why (pure, for testing)."""
+    if new is None:
+        return False, f"the new version has no '{metric}' value; alias left where it is"
+    if current is None:
+        return True, f"first version with a '{metric}' value ({new:.4f}); it becomes champion"
+    if new > current:
+        return True, f"{metric} {new:.4f} beats the champion's {current:.4f}"
+    return False, f"{metric} {new:.4f} does not beat the champion's {current:.4f}; alias unchanged"
+
+
+def register(
+    model_dir: str | Path,
+    metrics_path: str | Path,
+    prepared_dir: str | Path,
+    tracking_uri: str | None = None,
+    experiment: str = "ssd",
+    model_name: str = "ssd",
+    metric: str = "map",
+) -> dict[str, Any]:
+    """Register ``model_dir`` with the metrics in ``metrics_path``; returns what happened."""
+    model_dir, metrics_path, prepared_dir = Path(model_dir), Path(metrics_path), Path(prepared_dir)
+    if not (model_dir / "model.safetensors").is_file():
+        raise RegistryError(f"no detector at '{model_dir}'; run `ssd train` first")
+    if not metrics_path.is_file():
+        raise RegistryError(f"no metrics at '{metrics_path}'; run `ssd evaluate` first")
+    metrics = json.loads(metrics_path.read_text())
+    if metric not in metrics:
+        raise RegistryError(
+            f"tracking.champion_metric '{metric}' is not in {metrics_path}; "
+            f"choose one of {', '.join(sorted(_flat_numeric(metrics)))}"
+        )
+    configure_offline_defaults()
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    mlflow.set_experiment(experiment)
+    fingerprint = dataset_fingerprint(prepared_dir)
+    images = (
+        json.loads((prepared_dir / "test.json").read_text())["images"]
+        if (prepared_dir / "test.json").is_file()
+        else []
+    )
+    if not images:
+        images = json.loads((prepared_dir / "train.json").read_text())["images"]
+    example = prepared_dir / images[0]["file_name"]
+    value = metrics.get(metric)
+    new_value = float(value) if isinstance(value, int | float) else None
+    with mlflow.start_run(run_name=f"register-{prepared_dir.name}") as run:
+        mlflow.set_tags(
+            {
+                "dataset": prepared_dir.name,
+                "dataset_fingerprint": fingerprint,
+                "git_commit": git_commit() or "unknown",
+                "stage": "register",
+            }
+        )
+        mlflow.log_metrics(_flat_numeric(metrics))
+        mlflow.log_artifact(str(metrics_path), "evaluation")
+        model_uri = log_detector_model(model_dir, example)
+    tags = {
+        "dataset_fingerprint": fingerprint,
+        "run_id": run.info.run_id,
+        "champion_metric": metric,
+    }
+    if new_value is not None:
+        tags[metric] = f"{new_value:.6f}"
+    version = mlflow.register_model(model_uri, model_name, tags=tags)
+
+    client = MlflowClient()
+    current_version, current_value = None, None
+    try:
+        champ = client.get_model_version_by_alias(model_name, CHAMPION)
+        current_version = champ.version
+        raw = champ.tags.get(metric)
+        current_value = float(raw) if raw is not None else None
+    except Exception:  # no champion yet
+        pass
+    promote, reason = decide_champion(new_value, current_value, metric)
+    if promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version.version)
+    log.info("registered %s version %s: %s", model_name, version.version, reason)
+    return {
+        "model_name": model_name,
+        "version": int(version.version),
+        "metric": metric,
+        "value": new_value,
+        "champion": promote,
+        "previous_champion_version": int(current_version) if current_version else None,
+        "previous_champion_value": current_value,
+        "reason": reason,
+        "dataset_fingerprint": fingerprint,
+        "model_uri": f"models:/{model_name}/{version.version}",
+    }
+
+
+def register_from_config(cfg: Config, metrics_path: str | Path | None = None) -> dict[str, Any]:
+    return register(
+        Path(cfg.train.out_dir) / "ssd",
+        metrics_path or Path(cfg.evaluate.out_dir) / "metrics.json",
+        cfg.data.prepared_dir,
+        cfg.tracking.tracking_uri,
+        cfg.tracking.experiment,
+        cfg.tracking.model_name,
+        cfg.tracking.champion_metric,
+    )
