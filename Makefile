@@ -17,13 +17,16 @@ export PREFECT_HOME := $(PROJECT)/.prefect
 export MPLCONFIGDIR := $(PROJECT)/.cache/matplotlib
 export TORCH_HOME := $(PROJECT)/.cache/torch
 export XDG_CACHE_HOME := $(PROJECT)/.cache
+export PATH := $(PROJECT)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test lint format typecheck bench clean help
+.PHONY: setup run test lint format typecheck bench serve prefect-server mlflow-ui browse clean help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default data"
 	@echo "make test   - set up .venv, then lint, type-check and run the whole test suite"
 	@echo "make bench  - run every benchmark; results in reports/bench/*.json"
+	@echo "make prefect-server / make serve - Prefect server on 127.0.0.1 and the deployments"
+	@echo "make mlflow-ui - MLflow UI on 127.0.0.1:5000"
 
 setup: $(STAMP)
 
@@ -35,8 +38,25 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/ssd info
-	$(PY) -m ssd.smoke
+	@echo "== model"; ssd info
+	@echo "== pipeline (dvc repro: prepare -> train -> evaluate -> register)"
+	dvc repro
+	@echo "== results"
+	@dvc metrics show
+	@echo "metrics: reports/metrics.json   plots: reports/plots/   error labels: reports/errors/"
+	@echo "detector: models/ssd/           registry: reports/registry.json (MLflow: make mlflow-ui)"
+
+PREFECT_PORT ?= 4200
+prefect-server: setup
+	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+serve: setup
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(PY) -m pipelines.serve
+
+MLFLOW_PORT ?= 5000
+mlflow-ui: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+		--workers 1 --backend-store-uri sqlite:///$(PROJECT)/mlflow.db --default-artifact-root $(PROJECT)/mlruns
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -12,8 +12,13 @@ from pipelines.flows import evaluate_flow, prepare_flow, register_flow, ssd_pipe
 
 
 def main() -> None:
-    flows = [ssd_pipeline, prepare_flow, train_flow, evaluate_flow, register_flow]
-    deployments = [f.to_deployment(name="default") for f in flows]
+    deployments = [
+        ssd_pipeline.to_deployment(name="default"),
+        prepare_flow.to_deployment(name="default"),
+        train_flow.to_deployment(name="default"),
+        evaluate_flow.to_deployment(name="default"),
+        register_flow.to_deployment(name="default"),
+    ]
     serve(*deployments)  # type: ignore[arg-type]  # sync context: not coroutines
 
 

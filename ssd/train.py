@@ -511,6 +511,8 @@ def train(
                 "dataset": cfg.data.name,
             },
         )
+        if not (out_dir / BEST_DIR / "model.safetensors").is_file():  # no validation ran
+            save_detector(out_dir / BEST_DIR, model, cfg.model, class_names, {"epoch": epoch})
         trackers.log_metrics({"train_seconds": seconds, "nonfinite_steps": nonfinite_total}, step)
         trackers.log_artifacts(final_dir, "model")
     barrier(env)

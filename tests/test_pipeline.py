@@ -1,0 +1,225 @@
+"""The pipeline as users run it: `dvc repro`, a Prefect deployment run, the MLflow registry.
+
+A tiny project (12 synthetic images, 2 training steps) is built in a temp folder with this
+repo's dvc.yaml and code, then driven with the real dvc, prefect and mlflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "data": {"name": "tiny", "num_images": 12, "image_size": 128},
+    "model": {"input_size": 128},
+    "train": {
+        "epochs": 1,
+        "max_steps": 2,
+        "batch_size": 2,
+        "num_workers": 0,
+        "eval_every": 0,
+        "warmup_steps": 1,
+    },
+    "evaluate": {"sample_images": 2},
+}
+
+
+def _env(project: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "PREFECT_HOME": str(project / ".prefect"),
+        "DO_NOT_TRACK": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+
+
+def run(cmd: list[str], project: Path, timeout: int = 600) -> str:
+    p = subprocess.run(
+        cmd, cwd=project, env=_env(project), capture_output=True, text=True, timeout=timeout
+    )
+    assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}"
+    return p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    (root / "ssd").symlink_to(REPO / "ssd")  # the stages' code dependencies
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # as a user edits it
+    for section, values in TINY.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(["git", "init", "-q"], root)
+    run([*git, "add", "-A"], root)
+    run([*git, "commit", "-qm", "tiny project"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_repro(project: Path) -> str:
+    return run([str(BIN / "dvc"), "repro"], project)
+
+
+def test_dvc_repro_runs_every_stage_and_registers_a_champion(
+    project: Path, first_repro: str
+) -> None:
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    for key in (
+        "map",
+        "map50",
+        "map75",
+        "map_small",
+        "map_medium",
+        "map_large",
+        "voc07_map50",
+        "voc_map50",
+        "per_class",
+        "errors",
+        "images_per_second",
+    ):
+        assert key in metrics
+    registry = json.loads((project / "reports" / "registry.json").read_text())
+    assert registry["model_name"] == "ssd" and registry["version"] == 1
+    assert registry["champion"] is True
+    assert (project / "dvc.lock").is_file()
+    show = run([str(BIN / "dvc"), "metrics", "show"], project)
+    assert "reports/metrics.json" in show
+
+
+def test_second_repro_does_nothing_and_a_train_param_reruns_only_downstream(
+    project: Path, first_repro: str
+) -> None:
+    again = run([str(BIN / "dvc"), "repro"], project)
+    assert "Data and pipelines are up to date" in again
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["seed"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    diff = run([str(BIN / "dvc"), "params", "diff"], project)
+    assert "train.seed" in diff
+    out = run([str(BIN / "dvc"), "repro"], project)
+    assert "Stage 'prepare' didn't change, skipping" in out
+    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
+    registry = json.loads((project / "reports" / "registry.json").read_text())
+    assert registry["version"] == 2
+    # the alias moves only on improvement, and the log says why either way
+    assert ("beats the champion" in registry["reason"]) == registry["champion"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_prefect_deployment_run_completes_and_updates_dvc_lock(
+    project: Path, first_repro: str
+) -> None:
+    port = _free_port()
+    env = _env(project) | {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    log = open(project / "prefect-server.log", "w")
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    served = None
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/health", 120)
+        served = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.serve"],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        lock_before = (project / "dvc.lock").read_text()
+        deadline = time.time() + 120
+        while True:  # wait until serve has registered the deployment
+            p = subprocess.run(
+                [str(BIN / "prefect"), "deployment", "inspect", "ssd-pipeline/default"],
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if p.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(1)
+        assert p.returncode == 0, p.stdout + p.stderr
+        result = subprocess.run(
+            [
+                str(BIN / "prefect"),
+                "deployment",
+                "run",
+                "ssd-pipeline/default",
+                "--param",
+                'set_params=["train.seed=2"]',
+                "--watch",
+                "--watch-timeout",
+                "480",
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out + (project / "prefect-server.log").read_text()[-3000:]
+        assert "Completed" in out
+        lock_after = (project / "dvc.lock").read_text()
+        assert lock_after != lock_before  # the deployment run is recorded by DVC
+        status = run([str(BIN / "dvc"), "status"], project)
+        assert "up to date" in status.lower()
+    finally:
+        if served is not None:
+            _stop(served)
+        _stop(server)
+        log.close()
