@@ -161,65 +161,66 @@ def test_prefect_deployment_run_completes_and_updates_dvc_lock(
 ) -> None:
     port = _free_port()
     env = _env(project) | {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    log = open(project / "prefect-server.log", "w")
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    served = None
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/api/health", 120)
-        served = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.serve"],
+    with open(project / "prefect-server.log", "w") as log:
+        server = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             cwd=project,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        lock_before = (project / "dvc.lock").read_text()
-        deadline = time.time() + 120
-        while True:  # wait until serve has registered the deployment
-            p = subprocess.run(
-                [str(BIN / "prefect"), "deployment", "inspect", "ssd-pipeline/default"],
+        served = None
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/api/health", 120)
+            served = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.serve"],
+                cwd=project,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            lock_before = (project / "dvc.lock").read_text()
+            deadline = time.time() + 120
+            while True:  # wait until serve has registered the deployment
+                p = subprocess.run(
+                    [str(BIN / "prefect"), "deployment", "inspect", "ssd-pipeline/default"],
+                    cwd=project,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+                if p.returncode == 0 or time.time() > deadline:
+                    break
+                time.sleep(1)
+            assert p.returncode == 0, p.stdout + p.stderr
+            result = subprocess.run(
+                [
+                    str(BIN / "prefect"),
+                    "deployment",
+                    "run",
+                    "ssd-pipeline/default",
+                    "--param",
+                    'set_params=["train.seed=2"]',
+                    "--watch",
+                    "--watch-timeout",
+                    "480",
+                ],
                 cwd=project,
                 env=env,
                 capture_output=True,
                 text=True,
+                timeout=540,
             )
-            if p.returncode == 0 or time.time() > deadline:
-                break
-            time.sleep(1)
-        assert p.returncode == 0, p.stdout + p.stderr
-        result = subprocess.run(
-            [
-                str(BIN / "prefect"),
-                "deployment",
-                "run",
-                "ssd-pipeline/default",
-                "--param",
-                'set_params=["train.seed=2"]',
-                "--watch",
-                "--watch-timeout",
-                "480",
-            ],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=540,
-        )
-        out = result.stdout + result.stderr
-        assert result.returncode == 0, out + (project / "prefect-server.log").read_text()[-3000:]
-        assert "Completed" in out
-        lock_after = (project / "dvc.lock").read_text()
-        assert lock_after != lock_before  # the deployment run is recorded by DVC
-        status = run([str(BIN / "dvc"), "status"], project)
-        assert "up to date" in status.lower()
-    finally:
-        if served is not None:
-            _stop(served)
-        _stop(server)
-        log.close()
+            out = result.stdout + result.stderr
+            assert result.returncode == 0, (
+                out + (project / "prefect-server.log").read_text()[-3000:]
+            )
+            assert "Completed" in out
+            lock_after = (project / "dvc.lock").read_text()
+            assert lock_after != lock_before  # the deployment run is recorded by DVC
+            status = run([str(BIN / "dvc"), "status"], project)
+            assert "up to date" in status.lower()
+        finally:
+            if served is not None:
+                _stop(served)
+            _stop(server)
