@@ -56,7 +56,9 @@ def test_vgg_loads_a_torchvision_state_dict_and_subsamples_fc(tmp_path) -> None:
 
 
 def test_bad_weights_path_is_a_clear_error() -> None:
-    with pytest.raises(ModelError, match=r"model\.backbone_weights: file 'nope\.pth' does not exist"):
+    with pytest.raises(
+        ModelError, match=r"model\.backbone_weights: file 'nope\.pth' does not exist"
+    ):
         build_model(ModelConfig(backbone="vgg16", backbone_weights="nope.pth"), num_classes=2)
 
 
