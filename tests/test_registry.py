@@ -1,0 +1,35 @@
+"""The champion alias moves only on improvement, and the reason is always given."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssd.integrations.registry import RegistryError, decide_champion, register
+
+
+def test_first_version_becomes_champion() -> None:
+    promote, reason = decide_champion(0.4, None, "map")
+    assert promote and "becomes champion" in reason
+
+
+def test_better_version_takes_the_alias() -> None:
+    promote, reason = decide_champion(0.5, 0.4, "map")
+    assert promote and "beats the champion's 0.4000" in reason
+
+
+@pytest.mark.parametrize("new", [0.4, 0.3])
+def test_equal_or_worse_version_stays_without_the_alias(new: float) -> None:
+    promote, reason = decide_champion(new, 0.4, "map")
+    assert not promote and "alias unchanged" in reason
+
+
+def test_missing_inputs_are_named(tmp_path) -> None:
+    with pytest.raises(RegistryError, match="run `ssd train` first"):
+        register(tmp_path / "none", tmp_path / "m.json", tmp_path)
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(RegistryError, match="run `ssd evaluate` first"):
+        register(tmp_path / "det", tmp_path / "m.json", tmp_path)
+    (tmp_path / "m.json").write_text('{"map50": 0.5}')
+    with pytest.raises(RegistryError, match=r"'map' is not in .* choose one of map50"):
+        register(tmp_path / "det", tmp_path / "m.json", tmp_path)
