@@ -27,6 +27,7 @@ help:
 	@echo "make bench  - run every benchmark; results in reports/bench/*.json"
 	@echo "make prefect-server / make serve - Prefect server on 127.0.0.1 and the deployments"
 	@echo "make mlflow-ui - MLflow UI on 127.0.0.1:5000"
+	@echo "make browse - FiftyOne App on 127.0.0.1:5151 with the evaluation's errors"
 
 setup: $(STAMP)
 
@@ -52,6 +53,9 @@ prefect-server: setup
 
 serve: setup
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(PY) -m pipelines.serve
+
+browse: setup
+	ssd browse
 
 MLFLOW_PORT ?= 5000
 mlflow-ui: setup

