@@ -14,6 +14,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from ssd.config import ModelConfig
+from ssd.fusion import fold_batchnorm
 from ssd.model import SSD
 from ssd.postprocess import PostProcessor
 
@@ -58,9 +59,9 @@ class Detector:
         self, model: SSD, cfg: ModelConfig, class_names: list[str], device: str = "auto"
     ) -> None:
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        if self.device.type == "cpu" or self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # An inference copy: BatchNorm folded into the convolutions, channels_last.
+        # The model passed in is left as it was (training can go on with it).
+        self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
         self.cfg = cfg
         self.class_names = list(class_names)
         self.input_size = model.input_size

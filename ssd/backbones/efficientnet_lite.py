@@ -73,6 +73,12 @@ def _bn(c: int) -> nn.BatchNorm2d:
 class MBConvBlock(nn.Module):
     """Mobile inverted bottleneck without squeeze-excitation (the "lite" block)."""
 
+    conv_bn_pairs = (
+        ("_expand_conv", "_bn0"),
+        ("_depthwise_conv", "_bn1"),
+        ("_project_conv", "_bn2"),
+    )
+
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
         super().__init__()
         mid = cin * expand
@@ -103,6 +109,7 @@ class EfficientNetLite0(nn.Module):
 
     mean = (127.0 / 255,) * 3  # TF-Lite EfficientNet preprocessing: (x - 127) / 128
     std = (128.0 / 255,) * 3
+    conv_bn_pairs = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))
 
     def __init__(self, num_classes: int | None = 1000) -> None:
         super().__init__()
