@@ -9,9 +9,13 @@ rounding) and is only valid for inference: the original model is left untouched.
 from __future__ import annotations
 
 import copy
+import itertools
+from typing import TypeVar
 
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def _fold(parent: nn.Module, conv_name: str, bn_name: str) -> None:
@@ -21,7 +25,7 @@ def _fold(parent: nn.Module, conv_name: str, bn_name: str) -> None:
         setattr(parent, bn_name, nn.Identity())
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fold_batchnorm(model: M) -> M:
     """An eval-mode copy of ``model`` with every conv -> BatchNorm pair folded.
 
     Pairs are found in ``nn.Sequential`` containers (consecutive children) and in modules
@@ -33,6 +37,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             _fold(module, conv_name, bn_name)
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
-            for first, second in zip(names, names[1:], strict=False):
+            for first, second in itertools.pairwise(names):
                 _fold(module, first, second)
     return model
