@@ -241,7 +241,9 @@ class TrainConfig(_Section):
     amp: Literal["auto", "bf16", "fp16", "off"] = Field(
         "auto", description="mixed precision on CUDA (auto: bf16 if supported, else fp16); CPU: off"
     )
-    channels_last: bool = Field(True, description="NHWC memory format for convolutions")
+    channels_last: bool = Field(
+        True, description="NHWC memory format for training on CUDA (CPU training uses NCHW)"
+    )
     eval_every: int = Field(
         5, ge=0, description="validation mAP every N epochs (0 = only at the end)"
     )

@@ -302,7 +302,10 @@ def train(
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, len(class_names)).to(device)
     freeze_backbone_parts(model, cfg)
-    if cfg.train.channels_last:
+    # channels_last only on CUDA: on CPU, BatchNorm's backward in NHWC was measured ~10x
+    # less accurate than NCHW (relative L2 gradient error ~0.1 vs ~0.01 against float64).
+    channels_last = cfg.train.channels_last and device.type == "cuda"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = MultiBoxLoss(
         model.priors,
@@ -399,7 +402,7 @@ def train(
             if step >= total_steps:
                 break
             images = images.to(device, non_blocking=True)
-            if cfg.train.channels_last:
+            if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             tg = _to_device(targets, device)
             with torch.autocast(
