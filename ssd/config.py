@@ -218,7 +218,7 @@ class TrainConfig(_Section):
     epochs: int = Field(30, ge=1, description="passes over the train split")
     batch_size: int = Field(16, ge=1, description="images per step (per process under torchrun)")
     optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (paper) or adamw")
-    lr: float = Field(0.01, gt=0, description="peak learning rate")
+    lr: float = Field(0.01, gt=0, description="peak learning rate (batch 8, SGD)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (paper: 0.9)")
     weight_decay: float = Field(5e-4, ge=0, description="paper: 0.0005")
     schedule: Literal["multistep", "cosine"] = Field("cosine", description="decay after warm-up")
@@ -230,7 +230,9 @@ class TrainConfig(_Section):
     warmup_factor: float = Field(0.001, gt=0, le=1, description="lr multiplier at step 0")
     grad_clip: float | None = Field(10.0, gt=0, description="max gradient norm; null = off")
     freeze_bn: bool = Field(
-        True, description="keep the ImageNet backbone's BatchNorm statistics fixed (small batches)"
+        False,
+        description="keep the ImageNet backbone's BatchNorm fixed (statistics and affine); "
+        "with lr 0.02 this let ReLU6 saturate and the features collapse on the synthetic set",
     )
     freeze_stem_blocks: int = Field(
         0, ge=0, description="lite0: freeze the stem and this many first blocks (0 = train all)"
