@@ -43,9 +43,7 @@ run: setup
 	@echo "== pipeline (dvc repro: prepare -> train -> evaluate -> register)"
 	dvc repro
 	@echo "== results"
-	@dvc metrics show
-	@echo "metrics: reports/metrics.json   plots: reports/plots/   error labels: reports/errors/"
-	@echo "detector: models/ssd/           registry: reports/registry.json (MLflow: make mlflow-ui)"
+	@$(PY) -m ssd.summary
 
 PREFECT_PORT ?= 4200
 prefect-server: setup

@@ -1,0 +1,35 @@
+"""``python -m ssd.summary``: the headline figures of the last pipeline run, one screen."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ssd.config import load_config
+
+KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "voc07_map50", "voc_map50")
+
+
+def main() -> None:
+    cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    reports = Path(cfg.evaluate.out_dir)
+    metrics = json.loads((reports / "metrics.json").read_text())
+    print(f"dataset {cfg.data.name}, split {metrics.get('split', cfg.evaluate.split)}:")
+    print("  " + "  ".join(f"{k} {metrics[k]:.3f}" for k in KEYS if metrics.get(k) is not None))
+    dap = metrics.get("errors", {}).get("dap", {})
+    if dap:
+        print("  TIDE dAP50: " + "  ".join(f"{k} {100 * v:.1f}" for k, v in dap.items()))
+    registry = reports / "registry.json"
+    if registry.is_file():
+        r = json.loads(registry.read_text())
+        print(f"  registry: {r['model_uri']} - {r['reason']}")
+    print(
+        f"  metrics {reports / 'metrics.json'}, plots {reports / 'plots'}, "
+        f"error labels {reports / 'errors'}, detector {Path(cfg.train.out_dir) / 'ssd'}"
+    )
+    print("  next: make browse (FiftyOne), make mlflow-ui, dvc metrics show, dvc plots show")
+
+
+if __name__ == "__main__":
+    main()
