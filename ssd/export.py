@@ -38,11 +38,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from ssd.boxes import decode
 from ssd.config import ModelConfig
 from ssd.model import SSD
+from ssd.postprocess import select_detections
 
 ExportFormat = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -270,23 +270,13 @@ def postprocess_exported(
     """
     b = torch.as_tensor(boxes, dtype=torch.float32)
     s = torch.as_tensor(scores, dtype=torch.float32)
-    n, a, num_classes = s.shape
+    n = s.shape[0]
     if image_sizes is not None:
         if len(image_sizes) != n:
             raise ValueError(f"{len(image_sizes)} image sizes for a batch of {n}")
         wh = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=torch.float32)
         b = torch.minimum((b * (wh / input_size)[:, None, :]).clamp(min=0), wh[:, None, :])
 
-    k = min(candidates_per_class, a)
-    top_scores, top_idx = s.topk(k, dim=1)  # [N, k, C]
-    img, rank, cls = torch.nonzero(top_scores > score_threshold, as_tuple=True)
-    sel_scores = top_scores[img, rank, cls]
-    sel_boxes = b[img, top_idx[img, rank, cls]]
-    keep = batched_nms(sel_boxes, sel_scores, img * num_classes + cls, nms_threshold)
-
-    out = []
-    keep_img = img[keep]
-    for i in range(n):
-        mine = keep[keep_img == i][:detections_per_image]  # keep is sorted by score
-        out.append({"boxes": sel_boxes[mine], "scores": sel_scores[mine], "labels": cls[mine] + 1})
-    return out
+    return select_detections(
+        b, s, score_threshold, nms_threshold, candidates_per_class, detections_per_image
+    )

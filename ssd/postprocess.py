@@ -40,6 +40,52 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     return keep[torch.argsort(scores[keep], descending=True, stable=True)]
 
 
+def select_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    score_threshold: float = 0.01,
+    nms_threshold: float = 0.45,
+    candidates_per_class: int = 400,
+    detections_per_image: int = 200,
+) -> list[dict[str, Tensor]]:
+    """Per-class top-k, threshold, per-class NMS and top-D on decoded predictions.
+
+    Args:
+        boxes: ``[N, A, 4]`` (x1, y1, x2, y2) in pixels.
+        scores: ``[N, A, C]`` class probabilities without background.
+
+    Returns:
+        Per image ``{boxes, scores, labels in 1..C}``, by decreasing score.
+    """
+    n, a, num_classes = scores.shape
+    k = min(candidates_per_class, a)
+    top_scores, top_idx = scores.topk(k, dim=1)  # per image and class: [N, k, C]
+    img, rank, cls = torch.nonzero(top_scores > score_threshold, as_tuple=True)
+    sel_scores = top_scores[img, rank, cls]
+    sel_boxes = boxes[img, top_idx[img, rank, cls]]
+    keep = grouped_nms(sel_boxes, sel_scores, img * num_classes + cls, nms_threshold)
+
+    # keep is sorted by decreasing score; group it by image without losing that order.
+    keep_img = img[keep]
+    order = torch.sort(keep_img, stable=True).indices
+    keep, keep_img = keep[order], keep_img[order]
+    counts = torch.bincount(keep_img, minlength=n)
+    starts = torch.cumsum(counts, 0) - counts
+    rank_in_image = torch.arange(keep.numel(), device=keep.device) - starts[keep_img]
+    top = rank_in_image < detections_per_image
+    keep, keep_img = keep[top], keep_img[top]
+    per_image = torch.bincount(keep_img, minlength=n).tolist()
+    return [
+        {"boxes": b, "scores": s, "labels": lab}
+        for b, s, lab in zip(
+            sel_boxes[keep].split(per_image),
+            sel_scores[keep].split(per_image),
+            (cls[keep] + 1).split(per_image),
+            strict=True,
+        )
+    ]
+
+
 class PostProcessor:
     """Turns ``(cls_logits [N, A, C+1], box_offsets [N, A, 4])`` into per-image detections.
 
@@ -67,8 +113,6 @@ class PostProcessor:
     def __call__(
         self, cls_logits: Tensor, box_offsets: Tensor, image_sizes: Sequence[tuple[int, int]]
     ) -> list[dict[str, Tensor]]:
-        n, a, c1 = cls_logits.shape
-        num_classes = c1 - 1
         priors = self.priors.to(box_offsets.device)
         sizes = torch.tensor(
             [[w, h, w, h] for h, w in image_sizes], dtype=torch.float32, device=box_offsets.device
@@ -77,31 +121,7 @@ class PostProcessor:
         boxes = torch.minimum(boxes.clamp(min=0), sizes[:, None, :])
         scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:]  # [N, A, C]
 
-        k = min(self.candidates_per_class, a)
-        top_scores, top_idx = scores.topk(k, dim=1)  # per image and class: [N, k, C]
-        img, rank, cls = torch.nonzero(top_scores > self.score_threshold, as_tuple=True)
-        anchor = top_idx[img, rank, cls]
-        sel_scores = top_scores[img, rank, cls]
-        sel_boxes = boxes[img, anchor]
-        keep = grouped_nms(sel_boxes, sel_scores, img * num_classes + cls, self.nms_threshold)
-
-        # keep is sorted by decreasing score; group it by image without losing that order.
-        keep_img = img[keep]
-        order = torch.sort(keep_img, stable=True).indices
-        keep, keep_img = keep[order], keep_img[order]
-        counts = torch.bincount(keep_img, minlength=n)
-        starts = torch.cumsum(counts, 0) - counts
-        rank_in_image = torch.arange(keep.numel(), device=keep.device) - starts[keep_img]
-        top = rank_in_image < self.detections_per_image
-        keep, keep_img = keep[top], keep_img[top]
-        per_image = torch.bincount(keep_img, minlength=n).tolist()
-
-        out = []
-        for b, s, lab in zip(
-            sel_boxes[keep].split(per_image),
-            sel_scores[keep].split(per_image),
-            (cls[keep] + 1).split(per_image),
-            strict=True,
-        ):
-            out.append({"boxes": b, "scores": s, "labels": lab})
-        return out
+        return select_detections(
+            boxes, scores, self.score_threshold, self.nms_threshold,
+            self.candidates_per_class, self.detections_per_image,
+        )  # fmt: skip
