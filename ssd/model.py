@@ -75,8 +75,14 @@ def _make_backbone(cfg: ModelConfig) -> nn.Module:
             f"use at least {MIN_INPUT_SIZE[cfg.backbone]} (paper: 300 or 512; SSDLite: 320)"
         )
     if cfg.backbone == "vgg16":
+        if cfg.fine_map:
+            raise ModelError(
+                "model.fine_map is for efficientnet_lite0; vgg16's first map (conv4_3) is "
+                "already at stride 8 - set model.fine_map: false (configs/ssd300_vgg16.yaml "
+                "has the paper's full SSD300 settings)"
+            )
         return VGG16Backbone(size)
-    return EfficientNetLite0Backbone(size)
+    return EfficientNetLite0Backbone(size, fine_map=cfg.fine_map)
 
 
 def feature_map_sizes(cfg: ModelConfig) -> list[tuple[int, int]]:

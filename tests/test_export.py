@@ -47,7 +47,14 @@ def _spread_scores(model: torch.nn.Module) -> None:
 @pytest.fixture(scope="module", params=BACKBONES)
 def exported(request, tmp_path_factory):
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone=request.param, input_size=160, backbone_weights=None)
+    lite = request.param == "efficientnet_lite0"  # as params.yaml ships it: stride-8 map on
+    cfg = ModelConfig(
+        backbone=request.param,
+        input_size=160,
+        backbone_weights=None,
+        fine_map=lite,
+        priors={"first_scale": 0.05, "min_scale": 0.1} if lite else {},
+    )
     model = build_model(cfg, num_classes=len(NAMES)).eval()
     _spread_scores(model)
     root = tmp_path_factory.mktemp(request.param)

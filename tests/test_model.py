@@ -65,3 +65,34 @@ def test_bad_weights_path_is_a_clear_error() -> None:
 def test_input_too_small_names_the_key() -> None:
     with pytest.raises(ModelError, match=r"model.input_size=64 is too small"):
         build_model(ModelConfig(backbone="vgg16", input_size=64), num_classes=2)
+
+
+def test_fine_map_adds_a_stride_8_map_and_leaves_the_others_unchanged() -> None:
+    from ssd.backbones.efficientnet_lite import EfficientNetLite0Backbone
+
+    torch.manual_seed(0)
+    plain = EfficientNetLite0Backbone(320).eval()
+    fine = EfficientNetLite0Backbone(320, fine_map=True).eval()
+    fine.load_state_dict(plain.state_dict())  # same parameters: tapping adds none
+    x = torch.rand(1, 3, 320, 320)
+    with torch.inference_mode():
+        a, b = plain(x), fine(x)
+    assert b[0].shape == (1, 240, 40, 40)  # block 5's expansion: 40 channels x 6, stride 8
+    assert fine.out_channels == [240, *plain.out_channels]
+    assert len(b) == len(a) + 1
+    for got, want in zip(b[1:], a, strict=True):
+        torch.testing.assert_close(got, want)
+
+    cfg = ModelConfig(
+        backbone_weights=None, fine_map=True, priors={"first_scale": 0.05, "min_scale": 0.1}
+    )
+    model = build_model(cfg, num_classes=3)
+    assert len(model.priors) == 6 * (40 * 40 + 20 * 20 + 10 * 10 + 5 * 5 + 3 * 3 + 2 * 2 + 1)
+    # the stride-8 map's boxes come first, with side 0.05 * 320 = 16 px for the first square
+    first = model.priors[0]
+    assert torch.allclose(first[2:], torch.tensor([0.05, 0.05]))
+
+
+def test_fine_map_on_vgg_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match=r"model.fine_map is for efficientnet_lite0"):
+        build_model(ModelConfig(backbone="vgg16", fine_map=True), num_classes=2)

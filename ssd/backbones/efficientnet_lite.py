@@ -171,14 +171,21 @@ def _extra_block(cin: int, cout: int) -> nn.Sequential:
 
 
 class EfficientNetLite0Backbone(nn.Module):
-    """SSDLite feature maps from EfficientNet-Lite0: stride 16, 32, then extras to 1x1."""
+    """SSDLite feature maps from EfficientNet-Lite0: stride 16, 32, then extras to 1x1.
+
+    With ``fine_map``, the expansion output of the first stride-16 block (240 channels at
+    stride 8, 40x40 for a 320 input) comes first: denser, smaller default boxes for small
+    objects, which SSD handles worst (paper §3.6; the paper's SSD300 starts at stride 8 too).
+    """
 
     mean = EfficientNetLite0.mean
     std = EfficientNetLite0.std
+    FINE_TAP_BLOCK = 5  # first block of the stride-16 stage (40 -> 80 channels)
     TAP_BLOCK = 11  # first block of the stride-32 stage; its expansion output is tapped
 
-    def __init__(self, input_size: int) -> None:
+    def __init__(self, input_size: int, fine_map: bool = False) -> None:
         super().__init__()
+        self.fine_map = fine_map
         self.body = EfficientNetLite0(num_classes=None)
         size = math.ceil(input_size / 32)
         channels = [512, 256, 256, 128]
@@ -188,7 +195,10 @@ class EfficientNetLite0Backbone(nn.Module):
             cout = channels[min(len(self.extras), len(channels) - 1)]
             self.extras.append(_extra_block(cin, cout))
             cin, size = cout, math.ceil(size / 2)
-        self.out_channels = [112 * 6, 1280] + [channels[min(i, 3)] for i in range(len(self.extras))]
+        self.out_channels = [40 * 6] if fine_map else []
+        self.out_channels += [112 * 6, 1280] + [
+            channels[min(i, 3)] for i in range(len(self.extras))
+        ]
         for m in self.extras.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, mean=0.0, std=0.03)
@@ -196,14 +206,19 @@ class EfficientNetLite0Backbone(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         body = self.body
         x = body.stem(x)
-        for block in body._blocks[: self.TAP_BLOCK]:
-            x = block(x)
-        tap = body._blocks[self.TAP_BLOCK]
-        assert isinstance(tap, MBConvBlock)
-        expanded = tap.expand(x)
-        feats = [expanded]
-        x = tap.finish(expanded, x)
-        for block in body._blocks[self.TAP_BLOCK + 1 :]:
+        feats: list[Tensor] = []
+        taps = ([self.FINE_TAP_BLOCK] if self.fine_map else []) + [self.TAP_BLOCK]
+        start = 0
+        for index in taps:
+            for block in body._blocks[start:index]:
+                x = block(x)
+            tap = body._blocks[index]
+            assert isinstance(tap, MBConvBlock)
+            expanded = tap.expand(x)
+            feats.append(expanded)
+            x = tap.finish(expanded, x)
+            start = index + 1
+        for block in body._blocks[start:]:
             x = block(x)
         x = body.head(x)
         feats.append(x)
