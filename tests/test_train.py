@@ -217,3 +217,34 @@ def test_mlflow_run_has_params_metrics_provenance_and_a_loadable_model(
     )
     assert list(table.columns) == ["image", "label", "score", "x1", "y1", "x2", "y2"]
     assert set(table["label"]) <= set(json.loads((tiny_data / "classes.json").read_text()))
+
+
+def test_frozen_stem_blocks_keep_imagenet_weights_and_statistics(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    from ssd.model import build_model
+
+    sets = overrides(
+        tiny_data,
+        tmp_path / "frozen",
+        "train.freeze_stem_blocks=5",
+        "model.fine_map=true",  # trains end to end with the stride-8 map as well
+        "model.priors.first_scale=0.05",
+        "model.priors.min_scale=0.1",
+    )
+    cfg = load_config(None, sets)
+    train(cfg, progress=False)
+    trained = load_file(tmp_path / "frozen" / "ssd" / "model.safetensors")
+    start = build_model(cfg.model, num_classes=6).state_dict()  # ImageNet backbone
+    frozen = (
+        "backbone.body._conv_stem.",
+        "backbone.body._bn0.",
+        *(f"backbone.body._blocks.{i}." for i in range(5)),
+    )
+    frozen_keys = [k for k in trained if k.startswith(frozen)]
+    assert any("running_mean" in k for k in frozen_keys)
+    for k in frozen_keys:
+        if not k.endswith("num_batches_tracked"):
+            assert torch.equal(trained[k], start[k]), f"{k} changed though frozen"
+    block5 = "backbone.body._blocks.5._expand_conv.weight"
+    assert not torch.equal(trained[block5], start[block5])  # the rest trains
