@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -112,6 +113,9 @@ def coco_evaluate(
     """
     if backend == "faster":
         from faster_coco_eval import COCO, COCOeval_faster
+
+        # it logs its 12-line summary at INFO; ours prints the numbers where they matter
+        logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
         coco_cls: Any = COCO
         eval_cls: Any = COCOeval_faster
