@@ -27,13 +27,15 @@ from ssd.model import build_model
 NUM_CLASSES = 20
 
 
-def make_batch(n: int, device: torch.device) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+def make_batch(
+    n: int, device: torch.device, size: int = 300
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     g = torch.Generator().manual_seed(0)
-    images = torch.rand(n, 3, 300, 300, generator=g)
+    images = torch.rand(n, 3, size, size, generator=g)
     targets = []
     for i in range(n):
         k = 2 + i % 4
-        xy = torch.rand(k, 2, generator=g) * 200
+        xy = torch.rand(k, 2, generator=g) * (size - 100)
         wh = 20 + torch.rand(k, 2, generator=g) * 80
         targets.append(
             {
