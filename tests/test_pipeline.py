@@ -74,6 +74,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run(["git", "init", "-q"], root)
+    # `dvc exp run` commits experiment refs: give the repo its own identity so the test
+    # does not depend on the machine's global git config
+    run(["git", "config", "user.name", "ssd tests"], root)
+    run(["git", "config", "user.email", "tests@example.invalid"], root)
     run([*git, "add", "-A"], root)
     run([*git, "commit", "-qm", "tiny project"], root)
     return root
