@@ -65,14 +65,19 @@ def interleaved(
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def parse_args(doc: str | None) -> tuple[argparse.Namespace, torch.device]:
+    """``--batch``, ``--iters`` and ``--device``, shared by the model benchmarks; seeds torch."""
+    ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    device = torch.device(args.device)
     torch.manual_seed(0)
+    return args, torch.device(args.device)
+
+
+def main() -> None:
+    args, device = parse_args(__doc__)
     images, targets = make_batch(args.batch, device)
     image_list = list(images)
 

@@ -12,12 +12,11 @@ means ours is faster) and writes ``reports/bench/train.json``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from collections.abc import Callable
 
 import torch
-from bench_core import NUM_CLASSES, interleaved, make_batch
+from bench_core import NUM_CLASSES, interleaved, make_batch, parse_args
 from machine import write_report
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
@@ -93,13 +92,7 @@ def our_step(cfg: ModelConfig, batch: int, device: torch.device) -> Callable[[],
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    device = torch.device(args.device)
-    torch.manual_seed(0)
+    args, device = parse_args(__doc__)
     n = args.batch
     figures: dict[str, object] = {"batch": n, "iters": args.iters, "device": str(device)}
     ratio: dict[str, object] = {"what": "ours images/s / reference images/s (> 1: ours faster)"}

@@ -176,6 +176,12 @@ def freeze_backbone_parts(model: SSD, cfg: Config) -> None:
     high-resolution layers need no backward pass (about 1.7x faster steps at 5 blocks)."""
     body = getattr(model.backbone, "body", None)
     if body is None:
+        if cfg.train.freeze_stem_blocks or cfg.train.freeze_bn:
+            log.warning(
+                "train.freeze_stem_blocks / train.freeze_bn apply to efficientnet_lite0's "
+                "ImageNet body; ignored for %s (set them to 0 / false to silence this)",
+                cfg.model.backbone,
+            )
         return
     if cfg.train.freeze_bn:
         for m in body.modules():
