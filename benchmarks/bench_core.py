@@ -19,10 +19,9 @@ import torch
 from machine import write_report
 from torchvision.models.detection import ssd300_vgg16
 
+from ssd.builder import build_model, build_postprocessor
 from ssd.config import ModelConfig
-from ssd.inference import build_postprocessor
 from ssd.loss import MultiBoxLoss
-from ssd.model import build_model
 
 NUM_CLASSES = 20
 
@@ -102,7 +101,7 @@ def main() -> None:
     cfg = ModelConfig(backbone="vgg16", backbone_weights=None)
     model = build_model(cfg, NUM_CLASSES).to(device).to(memory_format=torch.channels_last)
     criterion = MultiBoxLoss(model.priors, (300, 300)).to(device)
-    post = build_postprocessor(model, cfg)
+    post = build_postprocessor(model)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     x = images.contiguous(memory_format=torch.channels_last)
 

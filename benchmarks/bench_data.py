@@ -69,8 +69,8 @@ def train_step_throughput(
 ) -> dict[str, Any]:
     """Images/s of forward + loss + backward + SGD step of the light (default) model."""
     try:
+        from ssd.builder import build_model
         from ssd.loss import MultiBoxLoss
-        from ssd.model import build_model
     except ImportError as err:  # the model code is not there yet
         return {"skipped": f"model not available: {err}"}
     cfg = ModelConfig()
@@ -131,7 +131,7 @@ def main() -> None:
     size = ModelConfig().resolved_input_size
     with tempfile.TemporaryDirectory() as tmp:
         cfg = DataConfig(source="voc", path=str(args.data), name="bccd", prepared_root=tmp)
-        prepared = prepare_dataset(cfg)
+        prepared = prepare_dataset(cfg).out_dir
         train = DetectionDataset(prepared, "train", build_train_transforms(size, AugmentConfig()))
         loader = loader_throughput(train, args.batch_size, args.workers, args.batches)
         single = loader_throughput(train, args.batch_size, 0, max(4, args.batches // 4))

@@ -43,6 +43,7 @@ import torch
 from machine import write_report
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
+from ssd.builder import build_model, build_postprocessor
 from ssd.config import ModelConfig
 from ssd.export import (
     ExportWrapper,
@@ -51,8 +52,6 @@ from ssd.export import (
     load_torchscript,
     postprocess_exported,
 )
-from ssd.inference import build_postprocessor
-from ssd.model import build_model
 
 NUM_CLASSES = 20
 PAIRS = {
@@ -99,8 +98,8 @@ def build_candidates(
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
     eager = model.to(memory_format=torch.channels_last)
-    post = build_postprocessor(eager, cfg)
-    graph = ExportWrapper(eager, cfg.variances).eval()
+    post = build_postprocessor(eager)
+    graph = ExportWrapper(eager).eval()
     tv_builder = ssdlite320_mobilenet_v3_large if pair == "lite0" else ssd300_vgg16
     tv = tv_builder(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1).eval()
     print(f"[{pair}] exported {onnx_path.stat().st_size / 1e6:.0f} MB ONNX", flush=True)

@@ -20,9 +20,9 @@ from bench_core import NUM_CLASSES, interleaved, make_batch, parse_args
 from machine import write_report
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
+from ssd.builder import build_model
 from ssd.config import ModelConfig
 from ssd.loss import MultiBoxLoss
-from ssd.model import build_model
 
 OURS = {
     "lite0": (ModelConfig(backbone="efficientnet_lite0", backbone_weights=None), "tv_ssdlite"),

@@ -30,7 +30,7 @@ configure_offline_defaults()
 def prepare_task(params: str, overrides: list[str]) -> str:
     from ssd.data.prepare import prepare_dataset
 
-    return str(prepare_dataset(load_config(params, overrides).data))
+    return str(prepare_dataset(load_config(params, overrides).data).out_dir)
 
 
 @task(name="train")
@@ -127,7 +127,7 @@ def ssd_pipeline(
     dvc_repro_task(project_dir, list(set_params or []), force)
     root = Path(project_dir)
     cfg = load_config(root / "params.yaml")
-    reports = root / cfg.evaluate.out_dir
+    reports = root / cfg.layout.reports
     metrics = json.loads((reports / "metrics.json").read_text())
     registry = (
         json.loads((reports / "registry.json").read_text())

@@ -35,23 +35,3 @@ def decode(offsets: Tensor, priors: Tensor, variances: tuple[float, float] = (0.
     center = priors[..., :2] + offsets[..., :2] * variances[0] * priors[..., 2:]
     size = priors[..., 2:] * torch.exp((offsets[..., 2:] * variances[1]).clamp(max=BBOX_XFORM_CLIP))
     return torch.cat([center - 0.5 * size, center + 0.5 * size], dim=-1)
-
-
-def check_boxes(boxes: Tensor, where: str) -> None:
-    """Raise ``ValueError`` naming ``where`` and the box if any box is non-finite or degenerate.
-
-    ``boxes`` is ``[K, 4]`` (x1, y1, x2, y2). Degenerate = zero or negative width or height.
-    """
-    if boxes.numel() == 0:
-        return
-    if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"{where}: boxes must have shape [K, 4], got {tuple(boxes.shape)}")
-    bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0])
-    bad |= boxes[:, 3] <= boxes[:, 1]
-    if bool(bad.any()):
-        idx = int(torch.nonzero(bad)[0])
-        raise ValueError(
-            f"{where}: box {idx} {boxes[idx].tolist()} is degenerate or not finite "
-            f"(need finite x1 < x2 and y1 < y2; {int(bad.sum())} bad box(es) in this image). "
-            "Fix or drop it in the annotations (ssd prepare reports and drops such boxes)."
-        )

@@ -59,7 +59,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Describe the configured model: feature maps, default boxes, parameters."""
-    from ssd.model import ModelError, describe_model
+    from ssd.builder import ModelError, describe_model
 
     cfg = get_config(params, set_)
     try:
@@ -83,16 +83,21 @@ def prepare(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
 
     cfg = get_config(params, set_)
     try:
-        prepare_dataset(cfg.data)
+        result = prepare_dataset(cfg.data)
     except (DataError, ConfigError) as err:
         fail(str(err))
+        return
+    typer.echo(result.summary())
 
 
 @app.command("show-augmentations")
 def show_augmentations(
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
-    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("reports/augmentations.png"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="PNG to write (default: reports/<data.name>/augmentations.png)"),
+    ] = None,
     split: Annotated[str, typer.Option(help="split to sample")] = "train",
     n: Annotated[int, typer.Option(help="number of samples")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
@@ -104,11 +109,11 @@ def show_augmentations(
     cfg = get_config(params, set_)
     try:
         path = write_augmentation_grid(
-            cfg.data.prepared_dir,
+            cfg.layout.prepared,
             split,
             cfg.model.resolved_input_size,
-            cfg.data.augment,
-            out,
+            cfg.train.augment,
+            out or cfg.layout.reports / "augmentations.png",
             n=n,
             seed=seed,
         )
@@ -131,7 +136,7 @@ def evaluate(
     set_: SetOpt = None,
     model: Annotated[
         Path | None,
-        typer.Option("--model", help="detector to run (default: <train.out_dir>/ssd)"),
+        typer.Option("--model", help="detector to run (default: models/<data.name>/ssd)"),
     ] = None,
     detections: Annotated[
         Path | None,
@@ -145,7 +150,8 @@ def evaluate(
         str | None, typer.Option("--split", help="train, val or test (default: evaluate.split)")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="report folder (default: evaluate.out_dir)")
+        Path | None,
+        typer.Option("--out", help="report folder (default: reports/<data.name>)"),
     ] = None,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda, cuda:N (default: evaluate.device)")
@@ -156,8 +162,9 @@ def evaluate(
     Writes metrics.json (COCO, VOC, TIDE errors, default-box coverage), pr_curves.csv,
     per-object error labels, plots and the worst images drawn.
     """
+    from ssd.data.errors import DataError
+    from ssd.data.prepared import SPLITS
     from ssd.evaluation.errors import EvaluationError
-    from ssd.evaluation.inputs import SPLITS
     from ssd.evaluation.run import evaluate_from_config
 
     if model is not None and detections is not None:
@@ -166,10 +173,10 @@ def evaluate(
     split_name = split or cfg.evaluate.split
     if split_name not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}, got '{split_name}'")
-    out_dir = out or Path(cfg.evaluate.out_dir)
+    out_dir = out or cfg.layout.reports
     try:
         metrics = evaluate_from_config(cfg, model, detections, split_name, out_dir, device)
-    except (EvaluationError, ConfigError) as err:
+    except (EvaluationError, DataError, ConfigError) as err:
         fail(str(err))
         return
     except (ValueError, OSError) as err:  # e.g. a checkpoint that cannot be read
@@ -195,6 +202,11 @@ def evaluate(
         typer.echo(f"inference {metrics['images_per_second']:.1f} images/s")
     for reason, count in metrics["rejected_detections"]["by_reason"].items():
         typer.secho(f"rejected {count} detections: {reason}", fg=typer.colors.YELLOW, err=True)
+    if metrics["num_detections_past_border"]:
+        typer.echo(
+            f"{metrics['num_detections_past_border']} detections reach past the image border "
+            "(scored as given, as pycocotools does)"
+        )
     typer.echo(f"wrote {out_dir}/metrics.json")
 
 
@@ -204,18 +216,20 @@ def suggest_priors_command(
     set_: SetOpt = None,
     split: Annotated[str, typer.Option("--split", help="split to fit on")] = "train",
     out: Annotated[
-        Path | None, typer.Option("--out", help="folder for suggested_priors.json")
+        Path | None,
+        typer.Option("--out", help="folder for suggested_priors.json (default: reports/<name>)"),
     ] = None,
 ) -> None:
     """Fit default-box scales and aspect ratios to the training boxes; show the coverage gain."""
+    from ssd.data.errors import DataError
     from ssd.evaluation.errors import EvaluationError
     from ssd.evaluation.suggest import suggest_priors
 
     cfg = get_config(params, set_)
-    out_dir = out or Path(cfg.evaluate.out_dir)
+    out_dir = out or cfg.layout.reports
     try:
-        report = suggest_priors(cfg.model, cfg.data.prepared_dir, out_dir, fit_split=split)
-    except (EvaluationError, ConfigError, ValueError) as err:
+        report = suggest_priors(cfg.model, cfg.layout.prepared, out_dir, fit_split=split)
+    except (EvaluationError, DataError, ConfigError, ValueError) as err:
         fail(str(err))
         return
     cur, new = report["current"], report["suggested"]
@@ -249,9 +263,10 @@ def train_cmd(
     import logging
     import os
 
+    from ssd.builder import ModelError
+    from ssd.data.errors import DataError
     from ssd.integrations.env import configure_offline_defaults
     from ssd.integrations.mlflow_tracking import tracked_train
-    from ssd.model import ModelError
     from ssd.train import TrainingError
     from ssd.weights import WeightsError
 
@@ -261,7 +276,7 @@ def train_cmd(
 
     try:
         result = tracked_train(cfg, resume=resume, progress=not no_progress)
-    except (TrainingError, ModelError, WeightsError, FileNotFoundError) as err:
+    except (TrainingError, ModelError, WeightsError, DataError, FileNotFoundError) as err:
         fail(str(err), code=1)
         return
     if int(os.environ.get("RANK", "0")) == 0:
@@ -292,10 +307,11 @@ def register_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -
     except RegistryError as err:
         fail(str(err), code=1)
         return
-    out = Path(cfg.evaluate.out_dir) / "registry.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    typer.echo(f"registered {result['model_uri']}: {result['reason']}")
+    if result["model_uri"] is None:
+        typer.echo(result["reason"])
+    else:
+        typer.echo(f"registered {result['model_uri']}: {result['reason']}")
+    typer.echo(f"wrote {cfg.layout.registry}")
 
 
 # ---- end of training commands
@@ -312,13 +328,12 @@ ModelOpt = Annotated[
 ]
 
 
-def _local_detector(model: str, params: Path, set_: list[str] | None) -> Path:
+def _local_detector(model: str, cfg: Config) -> Path:
     """The detector path for --model, downloading a models:/ URI from the MLflow registry."""
     from ssd.integrations.registry_load import RegistryError, is_model_uri, resolve_detector
 
     if not is_model_uri(model):
         return Path(model)
-    cfg = get_config(params, set_)
     try:
         return resolve_detector(model, cfg.tracking.tracking_uri)
     except RegistryError as err:
@@ -333,9 +348,15 @@ def detect(
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/detect"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per pass")] = 8,
     score_threshold: Annotated[
-        float,
-        typer.Option("--score-threshold", min=0.0, max=1.0, help="keep detections above this"),
-    ] = 0.3,
+        float | None,
+        typer.Option(
+            "--score-threshold",
+            min=0.0,
+            max=1.0,
+            help="keep detections scoring at least this (default: "
+            "postprocess.detect_score_threshold)",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
     fmt: Annotated[
         str, typer.Option("--format", help="json (detections.json) or csv (detections.csv)")
@@ -345,17 +366,21 @@ def detect(
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Detect objects in images; write detections (COCO results + file_name) and drawings."""
+    """Detect objects in images; write detections (COCO results + file_name) and drawings.
+
+    Post-processing (NMS etc.) follows the postprocess section of --params / --set.
+    """
+    from ssd.builder import ModelError
     from ssd.detect import DetectError, detect_paths
     from ssd.inference import load_detector
-    from ssd.model import ModelError
     from ssd.weights import WeightsError
 
     if fmt not in ("json", "csv"):
         fail(f"--format must be json or csv, got '{fmt}'")
-    path = _local_detector(model, params, set_)
+    cfg = get_config(params, set_)
+    path = _local_detector(model, cfg)
     try:
-        detector = load_detector(path, device)
+        detector = load_detector(path, device, cfg.postprocess)
         summary = detect_paths(
             detector,
             inputs,
@@ -402,18 +427,22 @@ def export_cmd(
 ) -> None:
     """Export network + box decoding to ONNX or TorchScript (NMS left to the caller).
 
-    The file carries the class names, input size and post-processing settings as metadata;
-    see ssd/export.py for the inputs, outputs and the reference post-processing.
+    The file carries the class names, input size and post-processing settings (the
+    postprocess section of --params / --set) as metadata; see ssd/export.py for the inputs,
+    outputs and the reference post-processing.
     """
+    from ssd.builder import ModelError
     from ssd.export import FORMATS, ExportError, export_detector
-    from ssd.model import ModelError
     from ssd.weights import WeightsError
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
-    path = _local_detector(model, params, set_)
+    cfg = get_config(params, set_)
+    path = _local_detector(model, cfg)
     try:
-        written = export_detector(path, "onnx" if fmt == "onnx" else "torchscript", out)
+        written = export_detector(
+            path, "onnx" if fmt == "onnx" else "torchscript", out, cfg.postprocess
+        )
     except (ExportError, WeightsError, ModelError) as err:
         fail(str(err))
         return
@@ -433,7 +462,7 @@ def browse(
     ] = None,
     reports: Annotated[
         Path | None,
-        typer.Option("--reports", help="folder `ssd evaluate` wrote (default: evaluate.out_dir)"),
+        typer.Option("--reports", help="folder `ssd evaluate` wrote (default: reports/<name>)"),
     ] = None,
     port: Annotated[int, typer.Option("--port", help="App port")] = 5151,
     address: Annotated[
@@ -448,8 +477,8 @@ def browse(
     Builds or updates the persistent dataset ssd-<data.name>-<split> from the prepared split
     and the reports of `ssd evaluate`, then serves the App until Ctrl-C.
     """
-    from ssd.evaluation.errors import EvaluationError
-    from ssd.evaluation.inputs import SPLITS
+    from ssd.data.errors import DataError
+    from ssd.data.prepared import SPLITS
     from ssd.integrations.env import configure_offline_defaults
 
     configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
@@ -466,10 +495,8 @@ def browse(
     if split_name not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}, got '{split_name}'")
     try:
-        ds = build_browse_dataset(
-            cfg.data.prepared_dir, split_name, reports or Path(cfg.evaluate.out_dir)
-        )
-    except (BrowseError, EvaluationError) as err:
+        ds = build_browse_dataset(cfg.layout.prepared, split_name, reports or cfg.layout.reports)
+    except (BrowseError, DataError) as err:
         fail(str(err))
         return
     counts = error_type_counts(ds)

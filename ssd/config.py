@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+RAW_ROOT = Path("data/raw")  # data/raw/<name>/: a user's source data, versioned by DVC
 Backbone = Literal["vgg16", "efficientnet_lite0"]
-BACKBONES: tuple[str, ...] = ("vgg16", "efficientnet_lite0")
 
 
 class ConfigError(ValueError):
@@ -26,6 +34,17 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Dotted path of this section in the config ("model.priors."), set by Config; lets a
+    # test record which keys a stage reads (tests/test_dvc_yaml.py).
+    _path: str = PrivateAttr("")
+
+    def _set_paths(self, prefix: str) -> None:
+        self._path = prefix
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, _Section):
+                value._set_paths(f"{prefix}{name}.")
 
 
 class PriorConfig(_Section):
@@ -88,6 +107,9 @@ class PriorConfig(_Section):
 
 
 class ModelConfig(_Section):
+    """The network and its default boxes (``ssd info``; read by train, and recorded in the
+    detector's ``model.json`` so that evaluate, detect and export rebuild the same network)."""
+
     backbone: Backbone = Field(
         "efficientnet_lite0", description="vgg16 (the paper's SSD) or efficientnet_lite0 (SSDLite)"
     )
@@ -115,13 +137,6 @@ class ModelConfig(_Section):
     variances: tuple[float, float] = Field(
         (0.1, 0.2), description="box-coding variances (center, size) as in the Caffe SSD"
     )
-    iou_threshold: float = Field(0.5, gt=0, lt=1, description="matching threshold (paper: 0.5)")
-    neg_pos_ratio: float = Field(3.0, gt=0, description="hard negative mining ratio (paper: 3)")
-    alpha: float = Field(1.0, ge=0, description="weight of the localization loss (paper: 1)")
-    score_threshold: float = Field(0.01, ge=0, lt=1, description="inference confidence cut")
-    nms_threshold: float = Field(0.45, gt=0, le=1, description="per-class NMS IoU (paper: 0.45)")
-    candidates_per_class: int = Field(400, ge=1, description="top-k per class before NMS")
-    detections_per_image: int = Field(200, ge=1, description="kept per image (paper: 200)")
 
     @field_validator("variances")
     @classmethod
@@ -162,13 +177,21 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
-    """Where the data comes from and where the prepared dataset goes (``ssd prepare``)."""
+    """``ssd prepare``: where the data comes from and where the prepared dataset goes.
 
-    name: str = Field("synthetic", min_length=1, description="prepared dataset name")
+    Only the prepare stage reads this section (train, evaluate and the rest read the
+    prepared dataset, found by ``name`` under ``prepared_root``).
+    """
+
+    name: str = Field("synthetic", min_length=1, description="dataset name; keys every output")
     source: Literal["synthetic", "voc", "coco", "yolo"] = Field(
         "synthetic", description="input format"
     )
-    path: str | None = Field(None, description="input dataset root (not used by synthetic)")
+    path: str | None = Field(
+        None,
+        description="input dataset root; null = data/raw/<name> (the folder DVC versions); "
+        "not used by synthetic",
+    )
     prepared_root: str = Field("data/prepared", description="where prepared datasets are written")
     seed: int = Field(0, description="seed for generation and random splits")
     val_ratio: float = Field(
@@ -193,7 +216,6 @@ class DataConfig(_Section):
     images_dir: str | None = Field(
         None, description="coco: folder the JSON's file_name is relative to; null = guessed"
     )
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("name")
     @classmethod
@@ -215,10 +237,15 @@ class DataConfig(_Section):
     def prepared_dir(self) -> Path:
         return Path(self.prepared_root) / self.name
 
+    @property
+    def source_dir(self) -> Path:
+        """The input root: ``data.path``, or ``data/raw/<name>`` (what DVC versions)."""
+        return Path(self.path).expanduser() if self.path else RAW_ROOT / self.name
+
 
 class TrainConfig(_Section):
-    """``ssd train``: optimisation (paper §3: SGD, momentum 0.9, weight decay 5e-4), devices,
-    checkpoints and tracking."""
+    """``ssd train``: optimisation (paper §3: SGD, momentum 0.9, weight decay 5e-4), matching
+    and loss (paper §2.2), augmentation, devices and checkpoints."""
 
     epochs: int = Field(30, ge=1, description="passes over the train split")
     batch_size: int = Field(16, ge=1, description="images per step (per process under torchrun)")
@@ -234,6 +261,15 @@ class TrainConfig(_Section):
     warmup_steps: int = Field(100, ge=0, description="linear warm-up steps")
     warmup_factor: float = Field(0.001, gt=0, le=1, description="lr multiplier at step 0")
     grad_clip: float | None = Field(10.0, gt=0, description="max gradient norm; null = off")
+    iou_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="matching: default boxes with IoU >= this are positives (paper: 0.5)",
+    )
+    neg_pos_ratio: float = Field(3.0, gt=0, description="hard negative mining ratio (paper: 3)")
+    alpha: float = Field(1.0, ge=0, description="weight of the localization loss (paper: 1)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     freeze_bn: bool = Field(
         False,
         description="keep the ImageNet backbone's BatchNorm fixed (statistics and affine); "
@@ -264,7 +300,7 @@ class TrainConfig(_Section):
         20, ge=1, description="stop after this many non-finite losses in a row"
     )
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (smoke runs)")
-    out_dir: str = Field("models", description="checkpoints, the final detector, logs")
+    out_dir: str = Field("models", description="<out_dir>/<data.name>/: detector, checkpoints, log")
     log_every: int = Field(10, ge=1, description="log step metrics every N steps")
 
     @field_validator("milestones")
@@ -275,16 +311,24 @@ class TrainConfig(_Section):
         return v
 
 
-class TrackingConfig(_Section):
-    """MLflow tracking and registry (used by the CLI and flows, never by the library)."""
+class PostprocessConfig(_Section):
+    """From raw predictions to detections (paper §3 "Inference"): read by ``ssd evaluate``,
+    ``ssd detect``, ``ssd export`` (as metadata) and the registered MLflow model, at the time
+    they run; changing it never retrains. Validation during training uses the defaults."""
 
-    enabled: bool = Field(True, description="log runs to MLflow")
-    tracking_uri: str | None = Field(
-        None, description="null = sqlite:///<project>/mlflow.db; or http://host:port"
+    score_threshold: float = Field(
+        0.01, ge=0, lt=1, description="candidates below this are dropped before NMS (paper: 0.01)"
     )
-    experiment: str = Field("ssd", description="MLflow experiment name")
-    model_name: str = Field("ssd", description="registered model name")
-    champion_metric: str = Field("map", description="metric that decides the champion alias")
+    nms_threshold: float = Field(0.45, gt=0, le=1, description="per-class NMS IoU (paper: 0.45)")
+    candidates_per_class: int = Field(400, ge=1, description="top-k per class before NMS")
+    detections_per_image: int = Field(200, ge=1, description="kept per image (paper: 200)")
+    detect_score_threshold: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="ssd detect and the MLflow model return detections scoring at least this "
+        "(evaluation keeps everything above score_threshold, as mAP needs)",
+    )
 
 
 class EvaluateConfig(_Section):
@@ -292,7 +336,7 @@ class EvaluateConfig(_Section):
 
     split: Literal["train", "val", "test"] = Field("test", description="split to evaluate")
     batch_size: int = Field(8, ge=1, description="images per inference batch")
-    out_dir: str = Field("reports", description="where metrics and plots go")
+    out_dir: str = Field("reports", description="<out_dir>/<data.name>/: metrics, plots, errors")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     coco_backend: Literal["faster", "pycocotools"] = Field(
         "faster", description="faster-coco-eval (same numbers, faster) or pycocotools"
@@ -304,17 +348,96 @@ class EvaluateConfig(_Section):
     coverage_iou: float = Field(
         0.5, gt=0, le=1, description="IoU at which a default box covers a ground truth"
     )
-    box_tolerance_px: float = Field(
-        1.0, ge=0, description="detections reaching further past the image edge are rejected"
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking and registry (used by the CLI and flows, never by the library)."""
+
+    enabled: bool = Field(True, description="log runs to MLflow")
+    tracking_uri: str = Field(
+        "sqlite:///mlflow.db",
+        description="MLflow tracking URI; a relative sqlite path is in the project folder; "
+        "or http://host:port",
     )
+    experiment: str = Field("ssd", description="MLflow experiment name")
+    model_name: str | None = Field(
+        None, description="registered model name; null = ssd-<data.name> (one per dataset)"
+    )
+    champion_metric: str = Field("map", description="metric that decides the champion alias")
 
 
 class Config(_Section):
-    model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._set_paths("")
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self)
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.tracking.model_name or f"ssd-{self.data.name}"
+
+
+class Layout:
+    """Where each stage writes, keyed by ``data.name`` so datasets never overwrite each other.
+
+    ``data/prepared/<name>/`` (prepare), ``models/<name>/`` (train: ``ssd/``, ``best/``,
+    ``checkpoints/``, ``metrics.jsonl``), ``reports/<name>/`` (evaluate, register,
+    suggest-priors). Each property reads only the keys it needs.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
+
+    @property
+    def prepared(self) -> Path:
+        return self._cfg.data.prepared_dir
+
+    @property
+    def models(self) -> Path:
+        return Path(self._cfg.train.out_dir) / self._cfg.data.name
+
+    @property
+    def detector(self) -> Path:
+        return self.models / "ssd"
+
+    @property
+    def best(self) -> Path:
+        return self.models / "best"
+
+    @property
+    def reports(self) -> Path:
+        return Path(self._cfg.evaluate.out_dir) / self._cfg.data.name
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"
+
+    @property
+    def registry(self) -> Path:
+        return self.reports / "registry.json"
+
+
+# Keys that moved when each stage got its own section: old key -> new key (None: removed).
+MOVED_KEYS: dict[str, str | None] = {
+    "data.augment": "train.augment",
+    "model.iou_threshold": "train.iou_threshold",
+    "model.neg_pos_ratio": "train.neg_pos_ratio",
+    "model.alpha": "train.alpha",
+    "model.score_threshold": "postprocess.score_threshold",
+    "model.nms_threshold": "postprocess.nms_threshold",
+    "model.candidates_per_class": "postprocess.candidates_per_class",
+    "model.detections_per_image": "postprocess.detections_per_image",
+    "evaluate.box_tolerance_px": None,
+}
 
 
 # --------------------------------------------------------------------------- loading
@@ -386,7 +509,29 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return out
 
 
+def _moved_keys(raw: Mapping[str, Any]) -> list[str]:
+    """One line per key of an older params.yaml layout that is given, naming its new place."""
+    lines = []
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(raw.get(section), Mapping) and key in raw[section]:
+            where = (
+                f"moved to '{new}'"
+                if new
+                else "was removed: boxes past the image border are kept and scored, "
+                "as pycocotools does"
+            )
+            lines.append(f"  - '{old}' {where}")
+    return lines
+
+
 def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Config:
+    moved = _moved_keys(raw)
+    if moved:
+        raise ConfigError(
+            f"Invalid configuration ({source}): each stage now owns its section "
+            "(README.md, 'Configuration'):\n" + "\n".join(moved)
+        )
     try:
         return Config.model_validate(dict(raw))
     except ValidationError as err:

@@ -179,8 +179,8 @@ def detect_paths(
         inputs: files, folders and glob patterns.
         out_dir: output folder (created).
         batch_size: images per forward pass.
-        score_threshold: keep detections scoring above this (None: the detector's own,
-            ``model.score_threshold``).
+        score_threshold: keep detections scoring at least this (None: the detector's
+            ``postprocess.detect_score_threshold``).
         draw: write the annotated images.
         fmt: ``json`` (``detections.json``) or ``csv`` (``detections.csv``).
 
@@ -196,8 +196,10 @@ def detect_paths(
     out.mkdir(parents=True, exist_ok=True)
     if draw:
         (out / "annotated").mkdir(exist_ok=True)
-    if score_threshold is not None:
-        detector.postprocess.score_threshold = score_threshold
+    if score_threshold is None:
+        score_threshold = detector.settings.detect_score_threshold
+    # raising the candidate threshold before NMS keeps the same top detections, faster
+    detector.postprocess.score_threshold = max(score_threshold, detector.settings.score_threshold)
     names = detector.class_names
 
     detections: list[dict[str, Any]] = []
@@ -266,6 +268,7 @@ def detect_paths(
         "num_detections": len(detections),
         "num_skipped": len(skipped),
         "score_threshold": detector.postprocess.score_threshold,
+        "postprocess": detector.settings.model_dump(mode="json"),
         "images_per_second": round(len(images) / seconds, 3) if seconds > 0 else None,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
         "images": images,

@@ -13,8 +13,8 @@ The exported graph is :class:`ExportWrapper`: the network, the softmax and the b
 **Non-maximum suppression is left to the caller** (it is not in the graph): apply the
 per-class top-k, score threshold and NMS of :mod:`ssd.postprocess`, for example with
 :func:`postprocess_exported`, which reproduces the eager :class:`~ssd.inference.Detector`'s
-detections from these two outputs. The thresholds the detector was configured with travel
-in the metadata, so a consumer needs nothing else.
+detections from these two outputs. The post-processing settings (the ``postprocess``
+section at export time) travel in the metadata, so a consumer needs nothing else.
 
 Metadata: ONNX ``metadata_props`` (key ``ssd.json`` holds everything as JSON; ``class_names``,
 ``input_size`` and ``nms`` are also readable on their own; onnxruntime shows them in
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssd.boxes import decode
-from ssd.config import ModelConfig
+from ssd.config import ModelConfig, PostprocessConfig
 from ssd.model import SSD
 from ssd.postprocess import select_detections
 
@@ -63,10 +63,10 @@ class ExportWrapper(nn.Module):
     the ``S x S`` input; scores are softmax probabilities without the background class.
     """
 
-    def __init__(self, model: SSD, variances: tuple[float, float] = (0.1, 0.2)) -> None:
+    def __init__(self, model: SSD) -> None:
         super().__init__()
         self.model = model
-        self.variances = (float(variances[0]), float(variances[1]))
+        self.variances = model.variances
         self.size = float(model.input_size)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,8 +77,15 @@ class ExportWrapper(nn.Module):
         return boxes, scores
 
 
-def export_metadata(model: SSD, cfg: ModelConfig, class_names: Sequence[str]) -> dict[str, Any]:
-    """What a consumer needs besides the graph: classes, input size, post-processing settings."""
+def export_metadata(
+    model: SSD,
+    cfg: ModelConfig,
+    class_names: Sequence[str],
+    postprocess: PostprocessConfig | None = None,
+) -> dict[str, Any]:
+    """What a consumer needs besides the graph: classes, input size, post-processing settings
+    (``postprocess``, None = the paper's)."""
+    post = postprocess or PostprocessConfig()
     return {
         "format": "ssd-export",
         "format_version": EXPORT_FORMAT_VERSION,
@@ -91,18 +98,19 @@ def export_metadata(model: SSD, cfg: ModelConfig, class_names: Sequence[str]) ->
         "outputs": "boxes: [N, A, 4] x1,y1,x2,y2 in input pixels (scale by W/S, H/S); "
         "scores: [N, A, C] softmax without background, column j = class_names[j]",
         "nms": "caller",
-        "score_threshold": cfg.score_threshold,
-        "nms_threshold": cfg.nms_threshold,
-        "candidates_per_class": cfg.candidates_per_class,
-        "detections_per_image": cfg.detections_per_image,
+        "score_threshold": post.score_threshold,
+        "nms_threshold": post.nms_threshold,
+        "candidates_per_class": post.candidates_per_class,
+        "detections_per_image": post.detections_per_image,
+        "detect_score_threshold": post.detect_score_threshold,
     }
 
 
-def _cpu_wrapper(model: SSD, cfg: ModelConfig, channels_last: bool = False) -> ExportWrapper:
+def _cpu_wrapper(model: SSD, channels_last: bool = False) -> ExportWrapper:
     """A float32 CPU copy of ``model`` in eval mode, wrapped (the caller's model is untouched)."""
     clone = copy.deepcopy(model).float().eval().to("cpu")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return ExportWrapper(clone.to(memory_format=fmt), cfg.variances).eval()
+    return ExportWrapper(clone.to(memory_format=fmt)).eval()
 
 
 def _example(model: SSD, batch: int = 2) -> Tensor:
@@ -117,6 +125,7 @@ def export_onnx(
     class_names: Sequence[str],
     out: str | Path,
     dynamic_batch: bool = True,
+    postprocess: PostprocessConfig | None = None,
 ) -> Path:
     """Write an ONNX file (single file, weights inside) with the metadata in ``metadata_props``.
 
@@ -126,7 +135,7 @@ def export_onnx(
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _cpu_wrapper(model, cfg)
+    wrapper = _cpu_wrapper(model)
     dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=1024)}} if dynamic_batch else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # exporter chatter: progress lines, deprecations
@@ -143,7 +152,7 @@ def export_onnx(
     if program is None:  # pragma: no cover - dynamo=True always returns a program
         raise ExportError("torch.onnx.export returned no program")
     proto = program.model_proto
-    meta = export_metadata(model, cfg, class_names)
+    meta = export_metadata(model, cfg, class_names, postprocess)
     props = {
         META_KEY: json.dumps(meta),
         "class_names": json.dumps(meta["class_names"]),
@@ -181,7 +190,11 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def export_torchscript(
-    model: SSD, cfg: ModelConfig, class_names: Sequence[str], out: str | Path
+    model: SSD,
+    cfg: ModelConfig,
+    class_names: Sequence[str],
+    out: str | Path,
+    postprocess: PostprocessConfig | None = None,
 ) -> Path:
     """Write a traced, frozen TorchScript module with the metadata as the extra file ``ssd.json``.
 
@@ -191,13 +204,13 @@ def export_torchscript(
     out.parent.mkdir(parents=True, exist_ok=True)
     # channels_last weights make the traced convolutions run NHWC (faster on CPU and GPU);
     # freezing inlines the weights and folds BatchNorm into the convolutions.
-    wrapper = _cpu_wrapper(model, cfg, channels_last=True)
+    wrapper = _cpu_wrapper(model, channels_last=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings for the static "same" padding sizes
         with torch.no_grad():
             traced = torch.jit.trace(wrapper, (_example(model),), check_trace=False)
             traced = torch.jit.freeze(traced.eval())
-    meta = json.dumps(export_metadata(model, cfg, class_names))
+    meta = json.dumps(export_metadata(model, cfg, class_names, postprocess))
     tmp = out.with_name(out.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still supported
@@ -223,9 +236,13 @@ def load_torchscript(
 
 
 def export_detector(
-    detector_path: str | Path, fmt: ExportFormat, out: str | Path | None = None
+    detector_path: str | Path,
+    fmt: ExportFormat,
+    out: str | Path | None = None,
+    postprocess: PostprocessConfig | None = None,
 ) -> Path:
-    """Export the detector saved at ``detector_path`` (see :mod:`ssd.weights`) to ``out``.
+    """Export the detector saved at ``detector_path`` (see :mod:`ssd.weights`) to ``out``,
+    with the inference settings ``postprocess`` (None: the paper's) in its metadata.
 
     ``out`` defaults to ``<detector dir>/model.onnx`` or ``model.torchscript.pt``.
     """
@@ -239,8 +256,8 @@ def export_detector(
         base = base.parent if base.suffix == ".safetensors" else base
         out = base / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     if fmt == "onnx":
-        return export_onnx(model, cfg, names, out)
-    return export_torchscript(model, cfg, names, out)
+        return export_onnx(model, cfg, names, out, postprocess=postprocess)
+    return export_torchscript(model, cfg, names, out, postprocess=postprocess)
 
 
 def postprocess_exported(

@@ -13,10 +13,10 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
-from ssd.config import ModelConfig
+from ssd.builder import build_postprocessor
+from ssd.config import PostprocessConfig
 from ssd.fusion import fold_batchnorm
 from ssd.model import SSD
-from ssd.postprocess import PostProcessor
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -24,17 +24,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def build_postprocessor(model: SSD, cfg: ModelConfig) -> PostProcessor:
-    return PostProcessor(
-        model.priors,
-        cfg.variances,
-        cfg.score_threshold,
-        cfg.nms_threshold,
-        cfg.candidates_per_class,
-        cfg.detections_per_image,
-    )
 
 
 def preprocess(images: Sequence[Tensor], size: int) -> Tensor:
@@ -53,19 +42,27 @@ def preprocess(images: Sequence[Tensor], size: int) -> Tensor:
 
 
 class Detector:
-    """A trained SSD ready to detect: ``predict(images) -> list of {boxes, scores, labels}``."""
+    """A trained SSD ready to detect: ``predict(images) -> list of {boxes, scores, labels}``.
+
+    ``postprocess`` holds the inference settings (``postprocess`` section of params.yaml);
+    None gives the paper's (score 0.01, NMS 0.45, 200 per image).
+    """
 
     def __init__(
-        self, model: SSD, cfg: ModelConfig, class_names: list[str], device: str = "auto"
+        self,
+        model: SSD,
+        class_names: list[str],
+        postprocess: PostprocessConfig | None = None,
+        device: str = "auto",
     ) -> None:
         self.device = resolve_device(device)
         # An inference copy: BatchNorm folded into the convolutions, channels_last.
         # The model passed in is left as it was (training can go on with it).
         self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
-        self.cfg = cfg
         self.class_names = list(class_names)
         self.input_size = model.input_size
-        self.postprocess = build_postprocessor(self.model, cfg)
+        self.settings = postprocess or PostprocessConfig()
+        self.postprocess = build_postprocessor(self.model, self.settings)
 
     @torch.inference_mode()
     def predict(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
@@ -80,9 +77,12 @@ class Detector:
         return [{k: v.cpu() for k, v in d.items()} for d in dets]
 
 
-def load_detector(path: str | Path, device: str = "auto") -> Detector:
-    """Load a detector saved by :func:`ssd.weights.save_detector` (no pickle)."""
+def load_detector(
+    path: str | Path, device: str = "auto", postprocess: PostprocessConfig | None = None
+) -> Detector:
+    """Load a detector saved by :func:`ssd.weights.save_detector` (no pickle), with the
+    inference settings ``postprocess`` (None: the paper's)."""
     from ssd.weights import load_model
 
-    model, cfg, names = load_model(path)
-    return Detector(model, cfg, names, device)
+    model, _, names = load_model(path)
+    return Detector(model, names, postprocess, device)

@@ -10,19 +10,17 @@ Box order (the same as torchvision's ``DefaultBoxGenerator``, so head outputs li
 map by map, then row ``i`` (y), column ``j`` (x), then the boxes of one location in the
 order ``[s_k square, sqrt(s_k s_k+1) square, (r, 1/r) for each ratio r]``.
 All boxes are ``(cx, cy, w, h)`` normalised to [0, 1] of the network input.
+
+Pure functions of explicit arguments; :mod:`ssd.builder` maps the config to them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from ssd.config import ModelConfig
 
 
 def paper_scales(
@@ -113,41 +111,3 @@ def default_boxes(
         x2y2 = (priors[:, :2] + priors[:, 2:] / 2).clamp(0, 1)
         priors = torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], dim=1)
     return priors
-
-
-def resolve_prior_layout(
-    model_cfg: ModelConfig, num_maps: int
-) -> tuple[list[float], list[list[float]]]:
-    """Scales and aspect ratios for ``num_maps`` maps from the config (derived where null)."""
-    p = model_cfg.priors
-    ratios = p.aspect_ratios or default_aspect_ratios(num_maps, model_cfg.backbone)
-    if len(ratios) != num_maps:
-        raise ValueError(
-            f"model.priors.aspect_ratios has {len(ratios)} entries but the {model_cfg.backbone} "
-            f"backbone at input_size {model_cfg.resolved_input_size} has {num_maps} feature maps; "
-            f"give one list per map or null to derive them"
-        )
-    if p.scales is not None:
-        scales = list(p.scales)
-        if len(scales) != num_maps + 1:
-            raise ValueError(
-                f"model.priors.scales needs {num_maps + 1} values (one per feature map plus one), "
-                f"got {len(scales)}"
-            )
-    else:
-        scales = paper_scales(num_maps, p.min_scale, p.max_scale, p.first_scale)
-    if p.steps is not None and len(p.steps) != num_maps:
-        raise ValueError(f"model.priors.steps needs {num_maps} values, got {len(p.steps)}")
-    return scales, ratios
-
-
-def build_priors(model_cfg: ModelConfig) -> Tensor:
-    """Default boxes ``[A, 4]`` (cx, cy, w, h) for a model config (feature maps by dry run)."""
-    from ssd.model import feature_map_sizes
-
-    maps = feature_map_sizes(model_cfg)
-    scales, ratios = resolve_prior_layout(model_cfg, len(maps))
-    size = model_cfg.resolved_input_size
-    return default_boxes(
-        maps, scales, ratios, model_cfg.priors.steps, (size, size), model_cfg.priors.clip
-    )

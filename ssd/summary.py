@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from ssd.config import load_config
 
@@ -13,7 +12,7 @@ KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "voc07_
 
 def main() -> None:
     cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
-    reports = Path(cfg.evaluate.out_dir)
+    reports = cfg.layout.reports
     metrics = json.loads((reports / "metrics.json").read_text())
     print(f"dataset {cfg.data.name}, split {metrics.get('split', cfg.evaluate.split)}:")
     print("  " + "  ".join(f"{k} {metrics[k]:.3f}" for k in KEYS if metrics.get(k) is not None))
@@ -26,7 +25,7 @@ def main() -> None:
         print(f"  registry: {r['model_uri']} - {r['reason']}")
     print(
         f"  metrics {reports / 'metrics.json'}, plots {reports / 'plots'}, "
-        f"error labels {reports / 'errors'}, detector {Path(cfg.train.out_dir) / 'ssd'}"
+        f"error labels {reports / 'errors'}, detector {cfg.layout.detector}"
     )
     print("  next: make browse (FiftyOne), make mlflow-ui, dvc metrics show, dvc plots show")
 

@@ -27,8 +27,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from ssd.builder import build_loss, build_model
 from ssd.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
-from ssd.config import Config
+from ssd.config import Config, flatten
+from ssd.data.prepared import PreparedSplit
 from ssd.distributed import (
     DistEnv,
     average_buffers,
@@ -38,8 +40,7 @@ from ssd.distributed import (
     shutdown,
 )
 from ssd.inference import Detector, resolve_device
-from ssd.loss import MultiBoxLoss
-from ssd.model import SSD, build_model
+from ssd.model import SSD
 from ssd.tracking import JsonlTracker, Tracker, fan_out
 from ssd.weights import save_detector
 
@@ -232,31 +233,40 @@ def _params_finite(model: nn.Module) -> bool:
 
 
 def validate(
-    model: SSD, cfg: Config, class_names: list[str], split: str = "val", progress: bool = False
+    model: SSD, split: PreparedSplit, batch_size: int, progress: bool = False
 ) -> dict[str, float]:
-    """COCO mAP and mAP@0.5 of the current weights on a prepared split (reuses evaluation)."""
+    """COCO mAP and mAP@0.5 of the current weights on a loaded split (reuses evaluation).
+
+    The post-processing is the paper's (:class:`~ssd.config.PostprocessConfig` defaults), so
+    training never depends on the ``postprocess`` section.
+    """
     from ssd.evaluation.coco import coco_evaluate
-    from ssd.evaluation.inputs import load_split
     from ssd.evaluation.predict import predict_split
 
-    data = load_split(cfg.data.prepared_dir, split)
-    if not data.images:
+    if not split.images:
         return {}
     was_training = model.training
-    detector = Detector(model, cfg.model, class_names, str(next(model.parameters()).device))
-    results, ips = predict_split(
-        detector, cfg.data.prepared_dir, split, cfg.evaluate.batch_size, progress
-    )
-    coco = coco_evaluate(data.dataset, results)
+    detector = Detector(model, split.class_names, None, str(next(model.parameters()).device))
+    results, ips = predict_split(detector, split, batch_size, progress)
+    coco = coco_evaluate(split.dataset, results)
     model.train(was_training)
     return {
-        f"{split}_map": float(coco.stats.get("map") or 0.0),
-        f"{split}_map50": float(coco.stats.get("map50") or 0.0),
-        f"{split}_images_per_second": float(ips),
+        f"{split.name}_map": float(coco.stats.get("map") or 0.0),
+        f"{split.name}_map50": float(coco.stats.get("map50") or 0.0),
+        f"{split.name}_images_per_second": float(ips),
     }
 
 
 # ----------------------------------------------------------------------------- the loop
+
+
+def training_params(cfg: Config) -> dict[str, Any]:
+    """What a training run depends on, as flat dotted keys (for the run's params)."""
+    return {
+        "data.name": cfg.data.name,
+        **flatten(cfg.model, "model."),
+        **flatten(cfg.train, "train."),
+    }
 
 
 def _make_loader(
@@ -289,15 +299,18 @@ def train(
     if device.type == "cuda" and env.enabled:
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)
-    out_dir = Path(cfg.train.out_dir)
-    prepared = cfg.data.prepared_dir
+    out_dir = cfg.layout.models
+    prepared = cfg.layout.prepared
     if not (prepared / "train.json").is_file():
         raise TrainingError(
             f"no prepared dataset at '{prepared}' (train.json missing); run `ssd prepare` "
             f"with data.name={cfg.data.name} first"
         )
     size = cfg.model.resolved_input_size
-    dataset = DetectionDataset(prepared, "train", build_train_transforms(size, cfg.data.augment))
+    train_split = PreparedSplit.load(prepared, "train")
+    val_split = PreparedSplit.load(prepared, "val", allow_empty=True)
+    augment = build_train_transforms(size, cfg.train.augment)
+    dataset = DetectionDataset(train_split, transforms=augment)
     class_names = dataset.class_names
     if cfg.model.num_classes is not None and cfg.model.num_classes != len(class_names):
         raise TrainingError(
@@ -323,14 +336,7 @@ def train(
     channels_last = cfg.train.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = MultiBoxLoss(
-        model.priors,
-        (size, size),
-        cfg.model.iou_threshold,
-        cfg.model.neg_pos_ratio,
-        cfg.model.alpha,
-        cfg.model.variances,
-    ).to(device)
+    criterion = build_loss(model, cfg.train).to(device)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
     amp_dtype = autocast_dtype(cfg, device)
@@ -371,9 +377,7 @@ def train(
         else fan_out([])
     )
     if env.is_main and step == 0:
-        from ssd.config import flatten
-
-        trackers.log_params({k: v for k, v in flatten(cfg).items()})
+        trackers.log_params(training_params(cfg))
 
     def checkpoint(batches_done: int) -> None:
         average_buffers(model, env)
@@ -494,7 +498,7 @@ def train(
         if env.is_main and (
             (cfg.train.eval_every and epoch % cfg.train.eval_every == 0) or is_last
         ):
-            val = validate(model, cfg, class_names, "val")
+            val = validate(model, val_split, cfg.train.batch_size)
             set_train_mode(model, cfg)
             epoch_metrics.update(val)
             if val and val["val_map"] > best:
@@ -528,6 +532,7 @@ def train(
                 "epochs": epoch,
                 "train_seconds": round(seconds, 1),
                 "dataset": cfg.data.name,
+                "train": cfg.train.model_dump(mode="json"),
             },
         )
         if not (out_dir / BEST_DIR / "model.safetensors").is_file():  # no validation ran

@@ -13,10 +13,13 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from ssd.config import ModelConfig
-from ssd.model import SSD, build_model
+from ssd.builder import build_model
+from ssd.config import MOVED_KEYS, ModelConfig
+from ssd.model import SSD
 
-FORMAT_VERSION = 1
+# 2: the post-processing and loss keys left the model config (they live in the postprocess
+# and train sections); a version-1 model.json still loads, those keys are dropped.
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 
@@ -84,10 +87,20 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return info
 
 
+def model_config(info: dict[str, Any]) -> ModelConfig:
+    """The model config recorded in a ``model.json`` (older format versions included)."""
+    raw = dict(info["model"])
+    for old in MOVED_KEYS:
+        section, key = old.split(".")
+        if section == "model":
+            raw.pop(key, None)
+    return ModelConfig.model_validate(raw)
+
+
 def load_model(path: str | Path, device: str = "cpu") -> tuple[SSD, ModelConfig, list[str]]:
     """Rebuild the model from ``model.json`` and load ``model.safetensors`` (strict)."""
     info = read_meta(path)
-    cfg = ModelConfig.model_validate(info["model"])
+    cfg = model_config(info)
     names = list(info["class_names"])
     model = build_model(cfg, len(names), pretrained=False)
     weights, _ = _resolve(path)

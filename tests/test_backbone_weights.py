@@ -6,8 +6,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from ssd.backbones.efficientnet_lite import EfficientNetLite0, load_lite0_weights
+from ssd.builder import build_model
 from ssd.config import ModelConfig
-from ssd.model import build_model
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -139,6 +139,7 @@ def browse_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     """Prepared split + evaluation reports + a private mongod; FiftyOne pointed at it."""
     from ssd.config import load_config
     from ssd.data.prepare import prepare_dataset
+    from ssd.data.prepared import PreparedSplit
     from ssd.evaluation.run import evaluate_detections
 
     tmp = tmp_path_factory.mktemp("browse")
@@ -150,12 +151,16 @@ def browse_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             f"data.prepared_root={tmp / 'prepared'}",
         ],
     )
-    prepared = prepare_dataset(cfg.data)
+    prepared = prepare_dataset(cfg.data).out_dir
     coco = json.loads((prepared / "test.json").read_text())
     detections = _detections_with_every_error(coco, len(coco["categories"]))
     reports = tmp / "reports"
     metrics = evaluate_detections(
-        prepared, "test", detections, reports, plots_enabled=False, sample_images=0
+        PreparedSplit.load(prepared, "test"),
+        detections,
+        reports,
+        plots_enabled=False,
+        sample_images=0,
     )
 
     # A private mongod: FiftyOne's own service would attach to any running FiftyOne

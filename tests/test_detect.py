@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from ssd.builder import build_model
 from ssd.cli import app
 from ssd.config import ModelConfig
 from ssd.detect import detect_paths, expand_inputs
 from ssd.inference import load_detector
-from ssd.model import build_model
 from ssd.weights import save_detector
 
 NAMES = ["cell", "platelet", "other"]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ssd.builder import build_model
 from ssd.cli import app
 from ssd.config import ModelConfig
 from ssd.export import (
@@ -16,7 +17,6 @@ from ssd.export import (
     read_onnx_metadata,
 )
 from ssd.inference import load_detector, preprocess
-from ssd.model import build_model
 from ssd.weights import save_detector
 
 NAMES = ["cat", "dog", "bird"]

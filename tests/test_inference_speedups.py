@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms
 
+from ssd.builder import build_model
 from ssd.config import ModelConfig
 from ssd.fusion import fold_batchnorm
-from ssd.model import build_model
 from ssd.postprocess import grouped_nms
 
 

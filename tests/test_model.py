@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from ssd.backbones.vgg import VGG16Backbone
+from ssd.builder import ModelError, build_model
 from ssd.config import ModelConfig
-from ssd.model import ModelError, build_model
 
 
 def test_vgg_backbone_follows_the_paper() -> None:

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 TINY = {
-    "data": {"name": "tiny", "num_images": 12, "image_size": 128},
+    "data": {"num_images": 12, "image_size": 128},
     "model": {"input_size": 128},
     "train": {
         "epochs": 1,
@@ -67,7 +67,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
-    (root / "ssd").symlink_to(REPO / "ssd")  # the stages' code dependencies
+    # a copy of the stages' code dependencies (the stages run the installed package), so
+    # a test can edit a file and see which stages DVC reruns
+    shutil.copytree(REPO / "ssd", root / "ssd", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data", root / "data")  # data/raw/synthetic: prepare's source dep
     params = yaml.safe_load((REPO / "params.yaml").read_text())  # as a user edits it
     for section, values in TINY.items():
         params[section].update(values)
@@ -91,7 +94,7 @@ def first_repro(project: Path) -> str:
 def test_dvc_repro_runs_every_stage_and_registers_a_champion(
     project: Path, first_repro: str
 ) -> None:
-    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    metrics = json.loads((project / "reports" / "synthetic" / "metrics.json").read_text())
     for key in (
         "map",
         "map50",
@@ -106,12 +109,12 @@ def test_dvc_repro_runs_every_stage_and_registers_a_champion(
         "images_per_second",
     ):
         assert key in metrics
-    registry = json.loads((project / "reports" / "registry.json").read_text())
-    assert registry["model_name"] == "ssd" and registry["version"] == 1
+    registry = json.loads((project / "reports" / "synthetic" / "registry.json").read_text())
+    assert registry["model_name"] == "ssd-synthetic" and registry["version"] == 1
     assert registry["champion"] is True
     assert (project / "dvc.lock").is_file()
     show = run([str(BIN / "dvc"), "metrics", "show"], project)
-    assert "reports/metrics.json" in show
+    assert "reports/synthetic/metrics.json" in show
 
 
 def test_second_repro_does_nothing_and_a_train_param_reruns_only_downstream(
@@ -127,10 +130,51 @@ def test_second_repro_does_nothing_and_a_train_param_reruns_only_downstream(
     out = run([str(BIN / "dvc"), "repro"], project)
     assert "Stage 'prepare' didn't change, skipping" in out
     assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
-    registry = json.loads((project / "reports" / "registry.json").read_text())
+    registry = json.loads((project / "reports" / "synthetic" / "registry.json").read_text())
     assert registry["version"] == 2
     # the alias moves only on improvement, and the log says why either way
     assert ("beats the champion" in registry["reason"]) == registry["champion"]
+
+
+ALL = {"prepare", "train", "evaluate", "register"}
+CHANGES = [  # (a params.yaml key or a code file, the stages that read it)
+    ("data.seed", 1, {"prepare"}),
+    ("model.fine_map", False, {"train"}),
+    ("train.lr", 0.03, {"train"}),
+    ("postprocess.nms_threshold", 0.3, {"evaluate", "register"}),
+    ("evaluate.sample_images", 1, {"evaluate"}),
+    ("tracking.champion_metric", "map50", {"register"}),
+    ("ssd/fusion.py", None, {"train", "evaluate", "register"}),  # validation runs it too
+    ("ssd/evaluation/tide.py", None, {"evaluate", "register"}),
+    ("ssd/data/sources/voc.py", None, {"prepare", "register"}),
+    ("ssd/integrations/fiftyone_browse.py", None, {"register"}),  # the model's code copy
+]
+
+
+@pytest.mark.parametrize(("what", "value", "expected"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_change_marks_exactly_the_stages_that_read_it(
+    project: Path, first_repro: str, what: str, value: object, expected: set[str]
+) -> None:
+    """`dvc status` names the stages whose own deps or params changed (`dvc repro` then
+    reruns them and everything downstream, see the next test)."""
+    params_file = project / "params.yaml"
+    before = params_file.read_text()
+    code = project / what
+    code_before = code.read_text() if value is None else None
+    try:
+        if value is None:
+            code.write_text(code_before + "\n# edited\n")
+        else:
+            params = yaml.safe_load(before)
+            section, key = what.split(".")
+            params[section][key] = value
+            params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        status = json.loads(run([str(BIN / "dvc"), "status", "--json"], project))
+    finally:
+        params_file.write_text(before)
+        if code_before is not None:
+            code.write_text(code_before)
+    assert set(status) == expected, status
 
 
 def _free_port() -> int:

@@ -25,11 +25,11 @@ def test_equal_or_worse_version_stays_without_the_alias(new: float) -> None:
 
 def test_missing_inputs_are_named(tmp_path) -> None:
     with pytest.raises(RegistryError, match="run `ssd train` first"):
-        register(tmp_path / "none", tmp_path / "m.json", tmp_path)
+        register(tmp_path / "none", tmp_path / "m.json", None, tmp_path / "r.json")
     (tmp_path / "det").mkdir()
     (tmp_path / "det" / "model.safetensors").write_bytes(b"x")
     with pytest.raises(RegistryError, match="run `ssd evaluate` first"):
-        register(tmp_path / "det", tmp_path / "m.json", tmp_path)
+        register(tmp_path / "det", tmp_path / "m.json", None, tmp_path / "r.json")
     (tmp_path / "m.json").write_text('{"map50": 0.5}')
     with pytest.raises(RegistryError, match=r"'map' is not in .* choose one of map50"):
-        register(tmp_path / "det", tmp_path / "m.json", tmp_path)
+        register(tmp_path / "det", tmp_path / "m.json", None, tmp_path / "r.json")

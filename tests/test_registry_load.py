@@ -6,15 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
+from ssd.builder import build_model
 from ssd.config import ModelConfig
-from ssd.model import build_model
 from ssd.weights import load_model, save_detector
 
 
 @pytest.mark.slow
 def test_models_uri_resolves_to_the_logged_detector(tmp_path, monkeypatch) -> None:
     mlflow = pytest.importorskip("mlflow")
-    from ssd.integrations.mlflow_tracking import log_detector_model
+    from ssd.integrations.mlflow_model import log_detector_model
     from ssd.integrations.registry_load import RegistryError, resolve_detector
 
     monkeypatch.chdir(tmp_path)  # mlflow writes ./mlruns

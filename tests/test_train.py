@@ -34,7 +34,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "data.image_size=128",
         ],
     )
-    return prepare_dataset(cfg.data)
+    return prepare_dataset(cfg.data).out_dir
 
 
 def overrides(data: Path, out: Path, *extra: str) -> list[str]:
@@ -82,7 +82,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tiny_data: Path, tmp_path
 
     sets_b = overrides(tiny_data, tmp_path / "b", "train.checkpoint_every_steps=2")
     b = run_cli(cli_args(sets_b), tmp_path)
-    pointer = tmp_path / "b" / "checkpoints" / "latest.json"
+    pointer = tmp_path / "b" / "tiny" / "checkpoints" / "latest.json"
     deadline = time.time() + 300
     while time.time() < deadline and b.poll() is None:
         if pointer.is_file() and json.loads(pointer.read_text())["step"] >= 2:
@@ -91,13 +91,15 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tiny_data: Path, tmp_path
     assert b.poll() is None, "the run finished before it could be killed"
     b.send_signal(signal.SIGKILL)
     b.wait()
-    assert not (tmp_path / "b" / "ssd" / "model.safetensors").exists()  # really interrupted
+    assert not (
+        tmp_path / "b" / "tiny" / "ssd" / "model.safetensors"
+    ).exists()  # really interrupted
 
     c = run_cli([*cli_args(sets_b), "--resume"], tmp_path)
     out_c, _ = c.communicate(timeout=600)
     assert c.returncode == 0, out_c
-    wa = load_file(tmp_path / "a" / "ssd" / "model.safetensors")
-    wc = load_file(tmp_path / "b" / "ssd" / "model.safetensors")
+    wa = load_file(tmp_path / "a" / "tiny" / "ssd" / "model.safetensors")
+    wc = load_file(tmp_path / "b" / "tiny" / "ssd" / "model.safetensors")
     assert wa.keys() == wc.keys()
     for k in wa:
         assert torch.equal(wa[k], wc[k]), f"{k} differs after resume"
@@ -137,7 +139,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data: Path, tmp_p
     w1 = load_file(tmp_path / "rank1.safetensors")
     for k in w0:
         assert torch.equal(w0[k], w1[k]), f"{k} differs between ranks"
-    assert (tmp_path / "ddp" / "ssd" / "model.safetensors").is_file()  # rank 0 saved
+    assert (tmp_path / "ddp" / "tiny" / "ssd" / "model.safetensors").is_file()  # rank 0 saved
 
 
 def test_nonfinite_losses_stop_with_the_likely_causes(tiny_data: Path, tmp_path: Path) -> None:
@@ -155,9 +157,10 @@ def test_nonfinite_losses_stop_with_the_likely_causes(tiny_data: Path, tmp_path:
     with pytest.raises(TrainingError, match="non-finite losses in a row") as err:
         train(cfg, progress=False)
     assert "learning rate" in str(err.value)
-    assert not (tmp_path / "nan" / "ssd").exists()  # no NaN weights written as the result
+    assert not (tmp_path / "nan" / "tiny" / "ssd").exists()  # no NaN weights written as the result
     log = [
-        json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (tmp_path / "nan" / "tiny" / "metrics.jsonl").read_text().splitlines()
     ]
     assert any(r.get("metrics", {}).get("nonfinite_steps", 0) >= 1 for r in log)
 
@@ -176,10 +179,10 @@ def test_unreachable_tracking_server_warns_and_training_finishes(
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
     assert out.count("is unreachable; training continues") == 1
-    assert (tmp_path / "t" / "ssd" / "model.safetensors").is_file()
+    assert (tmp_path / "t" / "tiny" / "ssd" / "model.safetensors").is_file()
     assert (
-        "train_loss" in (tmp_path / "t" / "metrics.jsonl").read_text()
-        or "epoch_loss" in (tmp_path / "t" / "metrics.jsonl").read_text()
+        "train_loss" in (tmp_path / "t" / "tiny" / "metrics.jsonl").read_text()
+        or "epoch_loss" in (tmp_path / "t" / "tiny" / "metrics.jsonl").read_text()
     )
 
 
@@ -222,7 +225,7 @@ def test_mlflow_run_has_params_metrics_provenance_and_a_loadable_model(
 def test_frozen_stem_blocks_keep_imagenet_weights_and_statistics(
     tiny_data: Path, tmp_path: Path
 ) -> None:
-    from ssd.model import build_model
+    from ssd.builder import build_model
 
     sets = overrides(
         tiny_data,
@@ -234,7 +237,7 @@ def test_frozen_stem_blocks_keep_imagenet_weights_and_statistics(
     )
     cfg = load_config(None, sets)
     train(cfg, progress=False)
-    trained = load_file(tmp_path / "frozen" / "ssd" / "model.safetensors")
+    trained = load_file(tmp_path / "frozen" / "tiny" / "ssd" / "model.safetensors")
     start = build_model(cfg.model, num_classes=6).state_dict()  # ImageNet backbone
     frozen = (
         "backbone.body._conv_stem.",

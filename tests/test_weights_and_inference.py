@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from ssd.config import ModelConfig
+from ssd.builder import build_model
+from ssd.config import ModelConfig, PostprocessConfig
 from ssd.inference import Detector, load_detector
-from ssd.model import build_model
 from ssd.weights import WeightsError, load_model, save_detector
 
 
@@ -40,8 +40,9 @@ def test_missing_checkpoint_says_what_to_do(tmp_path) -> None:
 
 
 def test_detections_are_in_each_images_pixels(small_model) -> None:
-    model, cfg = small_model
-    det = Detector(model, cfg.model_copy(update={"score_threshold": 0.0}), ["a", "b", "c"], "cpu")
+    model, _ = small_model
+    post = PostprocessConfig(score_threshold=0.0)
+    det = Detector(model, ["a", "b", "c"], post, "cpu")
     images = [
         torch.randint(0, 255, (3, 90, 240), dtype=torch.uint8),
         torch.randint(0, 255, (3, 300, 120), dtype=torch.uint8),
@@ -50,7 +51,7 @@ def test_detections_are_in_each_images_pixels(small_model) -> None:
     assert len(out) == 2
     for d, img in zip(out, images, strict=True):
         h, w = img.shape[1:]
-        assert 0 < len(d["boxes"]) <= cfg.detections_per_image
+        assert 0 < len(d["boxes"]) <= post.detections_per_image
         assert (d["boxes"][:, [0, 2]] <= w).all() and (d["boxes"][:, [1, 3]] <= h).all()
         assert (d["boxes"] >= 0).all()
         assert ((d["labels"] >= 1) & (d["labels"] <= 3)).all()

@@ -1,5 +1,6 @@
 """Data: turn a VOC / COCO / YOLO / synthetic input into one prepared COCO-format dataset
-(``prepare.py``), then read it for training and evaluation (``dataset.py``, ``transforms.py``).
+(``prepare.py``), then read it (``prepared.py``) for training (``dataset.py``,
+``transforms.py``) and evaluation.
 
 Prepared layout (``data/prepared/<name>/``)::
 
@@ -9,18 +10,6 @@ Prepared layout (``data/prepared/<name>/``)::
     classes.json                      class names; index i <-> category_id i + 1 <-> label i + 1
     report.json                       skipped / fixed records, counts, statistics
     stats.png                         the statistics as plots
+
+The package imports nothing eagerly, so a stage runs (and DVC lists) only the modules it uses.
 """
-
-from ssd.data.dataset import DetectionDataset, collate_detections
-from ssd.data.errors import DataError
-from ssd.data.prepare import prepare_dataset
-from ssd.data.transforms import build_eval_transforms, build_train_transforms
-
-__all__ = [
-    "DataError",
-    "DetectionDataset",
-    "build_eval_transforms",
-    "build_train_transforms",
-    "collate_detections",
-    "prepare_dataset",
-]

@@ -1,6 +1,6 @@
-"""Read a prepared split for training and evaluation.
+"""A prepared split as a torch ``Dataset`` for training.
 
-``DetectionDataset(prepared_dir, split)[i]`` is ``(image, target)``:
+``DetectionDataset(PreparedSplit.load(prepared_dir, split))[i]`` is ``(image, target)``:
 
 - ``image``: ``tv_tensors.Image`` uint8 ``[3, H, W]`` (RGB) before transforms;
 - ``target``: ``{"boxes": BoundingBoxes [K, 4] XYXY pixels, canvas_size (H, W),
@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_image
+
+from ssd.data.prepared import PreparedSplit
 
 Target = dict[str, Any]
 Transform = Callable[[Any, Target], tuple[Any, Target]]
@@ -39,29 +40,25 @@ def read_image(path: Path) -> torch.Tensor:
 
 
 class DetectionDataset(Dataset[tuple[Any, Target]]):
-    """One split (``train``/``val``/``test``) of a dataset written by ``ssd prepare``."""
+    """One split of a prepared dataset (a loaded :class:`PreparedSplit`, or its folder and
+    name) as ``(image, target)`` samples for training."""
 
     def __init__(
-        self, prepared_dir: str | Path, split: str, transforms: Transform | None = None
+        self,
+        split: PreparedSplit | str | Path,
+        name: str | None = None,
+        transforms: Transform | None = None,
     ) -> None:
-        self.root = Path(prepared_dir)
+        if not isinstance(split, PreparedSplit):
+            split = PreparedSplit.load(split, name or "train")
         self.split = split
         self.transforms = transforms
-        split_file = self.root / f"{split}.json"
-        if not split_file.is_file():
-            raise FileNotFoundError(
-                f"{split_file} not found; run `ssd prepare` first (splits: train, val, test)"
-            )
-        self.coco: dict[str, Any] = json.loads(split_file.read_text())
-        self.class_names: list[str] = json.loads((self.root / "classes.json").read_text())
-        self.images: list[dict[str, Any]] = list(self.coco["images"])
-        by_image: dict[int, list[dict[str, Any]]] = {img["id"]: [] for img in self.images}
-        for ann in self.coco["annotations"]:
-            by_image[ann["image_id"]].append(ann)
+        self.class_names: list[str] = list(split.class_names)
+        self.images: list[dict[str, Any]] = list(split.images)
         # Per image, boxes as XYXY float32 [K, 4], labels int64 [K], difficult bool [K].
         self._targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         for img in self.images:
-            anns = by_image[img["id"]]
+            anns = split.annotations_of(img["id"])
             xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
             xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
             labels = torch.tensor([a["category_id"] for a in anns], dtype=torch.int64)
@@ -78,7 +75,7 @@ class DetectionDataset(Dataset[tuple[Any, Target]]):
 
     def __getitem__(self, index: int) -> tuple[Any, Target]:
         info = self.images[index]
-        image = tv_tensors.Image(read_image(self.root / info["file_name"]))
+        image = tv_tensors.Image(read_image(self.split.image_path(info)))
         height, width = image.shape[-2:]
         xyxy, labels, difficult = self._targets[index]
         target: Target = {

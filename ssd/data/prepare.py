@@ -10,12 +10,13 @@ previous dataset untouched.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ssd.config import DataConfig
 from ssd.data.errors import DataError
-from ssd.data.records import SPLITS
+from ssd.data.prepared import SPLITS
 from ssd.data.report import DUPLICATE_ID, Report
 from ssd.data.sources import read_source
 from ssd.data.splits import assign_splits
@@ -24,8 +25,21 @@ from ssd.data.validate import ValidImage, validate_image
 from ssd.data.writer import coco_split, write_image, write_json
 
 
-def prepare_dataset(cfg: DataConfig) -> Path:
-    """Prepare the dataset ``cfg`` describes and return its folder (``cfg.prepared_dir``).
+@dataclass
+class PrepareResult:
+    """What ``prepare`` wrote: the folder, the counts of ``report.json`` and the classes."""
+
+    out_dir: Path
+    counts: dict[str, Any]
+    classes: list[str]
+
+    def summary(self) -> str:
+        """The counts as a few lines for the command line."""
+        return summary(self.out_dir, self.counts, self.classes)
+
+
+def prepare_dataset(cfg: DataConfig) -> PrepareResult:
+    """Prepare the dataset ``cfg`` describes into ``cfg.prepared_dir`` and say what was kept.
 
     Raises :class:`DataError` with one message saying what to fix when the input is
     unusable: path missing, no class names, no valid image, a split left empty.
@@ -135,8 +149,7 @@ def prepare_dataset(cfg: DataConfig) -> Path:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     work.rename(out_dir)
-    print(summary(out_dir, counts, source.classes))
-    return out_dir
+    return PrepareResult(out_dir, counts, source.classes)
 
 
 def _first_problem(report: Report) -> str:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from PIL import Image
 
-SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssd.data.records import SPLITS
+from ssd.data.prepared import SPLITS
 
 
 def _take(n_total: int, ratio: float, available: int) -> int:

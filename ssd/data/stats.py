@@ -1,7 +1,8 @@
 """Statistics a user wants before training: images and boxes per class and split, box
 size distributions, COCO small / medium / large counts, boxes per image; and ``stats.png``.
 
-Areas follow the COCO rule on the original image: small < 32², medium < 96², large.
+Sizes are COCO's, on the original image (:func:`ssd.data.prepared.size_of`, the one
+definition the evaluation uses too).
 """
 
 from __future__ import annotations
@@ -12,11 +13,7 @@ from typing import Any
 
 import numpy as np
 
-SMALL, MEDIUM = 32**2, 96**2
-
-
-def size_bucket(area: float) -> str:
-    return "small" if area < SMALL else "medium" if area < MEDIUM else "large"
+from ssd.data.prepared import SIZE_RANGES, SIZES, annotation_area, size_of
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -40,14 +37,14 @@ def compute_stats(splits: dict[str, dict[str, Any]], classes: list[str]) -> dict
     for split, coco in splits.items():
         sizes = {img["id"]: (img["width"], img["height"]) for img in coco["images"]}
         per_image = Counter(a["image_id"] for a in coco["annotations"])
-        buckets = Counter({"small": 0, "medium": 0, "large": 0})
+        buckets = Counter(dict.fromkeys(SIZES, 0))
         class_images: dict[int, set[int]] = {}
         for a in coco["annotations"]:
             _, _, w, h = a["bbox"]
             name = classes[a["category_id"] - 1]
             per_class[name][split]["boxes"] += 1
             class_images.setdefault(a["category_id"], set()).add(a["image_id"])
-            buckets[size_bucket(w * h)] += 1
+            buckets[size_of(annotation_area(a))] += 1
             widths.append(w)
             heights.append(h)
             areas.append(w * h)
@@ -117,13 +114,13 @@ def plot_stats(
         bins = np.logspace(np.log10(max(areas.min(), 1.0)), np.log10(areas.max() + 1), 40)
         ax.hist(areas, bins=bins)
         ax.set_xscale("log")
-    for limit in (SMALL, MEDIUM):
+    for limit in (SIZE_RANGES["small"][1], SIZE_RANGES["medium"][1]):
         ax.axvline(limit, color="k", linestyle="--")
     ax.set_xlabel("box area (px², original image)")
     ax.set_title("area (dashed: COCO 32², 96²)")
 
     ax = axes[1, 1]
-    buckets = ("small", "medium", "large")
+    buckets = SIZES
     for k, split in enumerate(names):
         values = [stats["per_split"][split]["sizes"][b] for b in buckets]
         ax.bar(np.arange(3) + k * width, values, width, label=split)

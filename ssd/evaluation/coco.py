@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ssd.data.prepared import SIZES
+
 Backend = Literal["faster", "pycocotools"]
 
 STAT_NAMES: tuple[str, ...] = (
@@ -44,13 +46,6 @@ STAT_NAMES: tuple[str, ...] = (
     "mar_medium",
     "mar_large",
 )
-SIZES: tuple[str, ...] = ("small", "medium", "large")
-# COCO area ranges (pixels²), the same bounds pycocotools uses for "small/medium/large".
-SIZE_RANGES: dict[str, tuple[float, float]] = {
-    "small": (0.0, 32.0**2),
-    "medium": (32.0**2, 96.0**2),
-    "large": (96.0**2, float("inf")),
-}
 
 
 @dataclass
@@ -66,15 +61,6 @@ class CocoResult:
     precision: np.ndarray
     recall_thresholds: np.ndarray
     iou_thresholds: np.ndarray
-
-
-def size_of(area: float) -> str:
-    """COCO size name of a box area in pixels² (small ≤ 32², medium ≤ 96², else large)."""
-    if area <= SIZE_RANGES["small"][1]:
-        return "small"
-    if area <= SIZE_RANGES["medium"][1]:
-        return "medium"
-    return "large"
 
 
 def _none_if_undefined(value: float) -> float | None:

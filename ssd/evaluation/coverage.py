@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 
-from ssd.evaluation.coco import SIZES, size_of
+from ssd.data.prepared import SIZES, annotation_area, size_of
 
 MakePriors = Callable[[list[float], list[list[float]]], Tensor]
 
@@ -44,7 +44,7 @@ def gt_boxes_normalised(dataset: dict[str, Any]) -> tuple[Tensor, Tensor, list[i
         width, height = sizes[ann["image_id"]]
         x, y, w, h = (float(v) for v in ann["bbox"])
         rows.append([(x + w / 2) / width, (y + h / 2) / height, w / width, h / height])
-        areas.append(w * h)
+        areas.append(annotation_area(ann))
         ids.append(int(ann["id"]))
     boxes = torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
     return boxes, torch.tensor(areas, dtype=torch.float64), ids

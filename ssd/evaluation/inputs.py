@@ -1,10 +1,8 @@
-"""Read a prepared split and check a list of COCO-format detections against it.
+"""Check a list of COCO-format detections against a prepared split.
 
-A prepared dataset ``data/prepared/<name>/`` holds ``{train,val,test}.json`` (COCO, with a
-``difficult`` flag per annotation) and ``classes.json`` (names; index ``i`` is
-``category_id`` ``i + 1``). Detections are COCO results: ``{image_id, category_id,
-bbox: [x, y, w, h] pixels, score}``. Nothing invalid is used silently: each rejected
-detection is returned with its index and the reason.
+Detections are COCO results: ``{image_id, category_id, bbox: [x, y, w, h] pixels, score}``.
+What pycocotools can score is kept (boxes past the border included); nothing invalid is
+used silently: each rejected detection is returned with its index and the reason.
 """
 
 from __future__ import annotations
@@ -16,36 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.errors import EvaluationError
-
-SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class Split:
-    """One prepared split: the COCO dict as written by ``ssd prepare`` and the class names."""
-
-    name: str
-    prepared_dir: Path
-    dataset: dict[str, Any]
-    class_names: list[str]
-
-    @property
-    def images(self) -> list[dict[str, Any]]:
-        return list(self.dataset["images"])
-
-    @property
-    def annotations(self) -> list[dict[str, Any]]:
-        return list(self.dataset["annotations"])
 
 
 @dataclass
 class CheckedDetections:
-    """Detections split into the ones used and the ones rejected (with reasons)."""
+    """Detections split into the ones used and the ones rejected (with reasons).
+
+    ``past_border`` counts accepted boxes that reach outside their image and
+    ``degenerate`` accepted boxes with zero or negative width or height: both are scored as
+    given, as pycocotools scores them.
+    """
 
     accepted: list[dict[str, Any]]
     accepted_index: list[int]  # position of each accepted detection in the input list
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "reason", "detection"}
+    past_border: int = 0
+    degenerate: int = 0
 
     def summary(self, max_examples: int = 20) -> dict[str, Any]:
         reasons = Counter(r["reason"] for r in self.rejected)
@@ -53,80 +39,33 @@ class CheckedDetections:
             "count": len(self.rejected),
             "by_reason": dict(sorted(reasons.items())),
             "examples": self.rejected[:max_examples],
+            "kept_past_border": self.past_border,
+            "kept_degenerate": self.degenerate,
         }
 
 
-def load_split(prepared_dir: str | Path, split: str) -> Split:
-    """Load ``<prepared_dir>/<split>.json`` and ``classes.json``.
-
-    Raises:
-        EvaluationError: the folder or split file is missing, the split has no images, or
-            ``classes.json`` disagrees with the split's categories.
-    """
-    root = Path(prepared_dir)
-    if not root.is_dir():
-        raise EvaluationError(
-            f"prepared dataset '{root}' does not exist; run `ssd prepare` first "
-            "(or pass --set data.name=NAME)"
-        )
-    path = root / f"{split}.json"
-    if not path.is_file():
-        present = sorted(p.stem for p in root.glob("*.json") if p.stem in SPLITS)
-        raise EvaluationError(
-            f"split '{split}' not found: {path} is missing (splits present: "
-            f"{', '.join(present) or 'none'})"
-        )
-    try:
-        dataset = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise EvaluationError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(dataset, dict) or not all(
-        k in dataset for k in ("images", "annotations", "categories")
-    ):
-        raise EvaluationError(f"{path} is not a COCO file (needs images, annotations, categories)")
-    if not dataset["images"]:
-        raise EvaluationError(f"split '{split}' in {root} is empty: {path} lists no images")
-    categories = sorted(dataset["categories"], key=lambda c: c["id"])
-    names = [str(c["name"]) for c in categories]
-    if [c["id"] for c in categories] != list(range(1, len(categories) + 1)):
-        raise EvaluationError(
-            f"{path}: category ids must be 1..C, got {[c['id'] for c in categories]}"
-        )
-    classes_file = root / "classes.json"
-    if classes_file.is_file():
-        listed = [str(n) for n in json.loads(classes_file.read_text())]
-        if listed != names:
-            raise EvaluationError(
-                f"{classes_file} lists {listed} but {path} has categories {names}; "
-                "re-run `ssd prepare`"
-            )
-    return Split(name=split, prepared_dir=root, dataset=dataset, class_names=names)
-
-
-def check_class_names(model_classes: list[str], split: Split) -> None:
+def check_class_names(model_classes: list[str], split: PreparedSplit) -> None:
     """Fail with one message when a detector was trained on other classes than the split's."""
     if list(model_classes) != split.class_names:
         raise EvaluationError(
             f"class mismatch: the model predicts {list(model_classes)} but the dataset "
-            f"'{split.prepared_dir}' has {split.class_names}; evaluate the model on the "
+            f"'{split.root}' has {split.class_names}; evaluate the model on the "
             "dataset it was trained for (--set data.name=...)"
         )
 
 
-def check_detections(
-    detections: list[Any], split: Split, tolerance_px: float = 1.0
-) -> CheckedDetections:
-    """Keep detections that refer to a known image and class and have a finite box inside it.
+def check_detections(detections: list[Any], split: PreparedSplit) -> CheckedDetections:
+    """Keep every detection pycocotools can score: only malformed entries, unknown image or
+    category ids and non-finite values are rejected (each with its reason).
 
     Args:
         detections: COCO results ``{image_id, category_id, bbox: [x, y, w, h], score}``.
         split: the ground truth they are evaluated against.
-        tolerance_px: how far (pixels) a box may reach past the image border before it is
-            rejected as out-of-image.
 
     Returns:
         The accepted detections (normalised to plain ``int`` / ``float``) with their input
-        positions, and the rejected ones with a reason each.
+        positions, the rejected ones with a reason each, and how many accepted boxes reach
+        past the image border or are degenerate (kept and scored as given).
     """
     sizes = {img["id"]: (float(img["width"]), float(img["height"])) for img in split.images}
     num_classes = len(split.class_names)
@@ -148,29 +87,35 @@ def check_detections(
         try:
             x, y, w, h = (float(v) for v in bbox)
             score = float(det["score"])
-            image_id, category_id = det["image_id"], int(det["category_id"])
-        except (TypeError, ValueError):
+            image_id, category_id = det["image_id"], det["category_id"]
+            hash(image_id)
+        except (TypeError, ValueError, OverflowError):
             reject(i, "malformed (non-numeric values)", det)
             continue
         if image_id not in sizes:
             reject(i, "unknown image_id", det)
             continue
-        if not 1 <= category_id <= num_classes:
+        if isinstance(category_id, bool) or not isinstance(category_id, int | float):
+            reject(i, "unknown category_id", det)
+            continue
+        if not (float(category_id).is_integer() and 1 <= category_id <= num_classes):
             reject(i, "unknown category_id", det)
             continue
         if not all(math.isfinite(v) for v in (x, y, w, h, score)):
             reject(i, "non-finite box or score", det)
             continue
-        if w <= 0 or h <= 0:
-            reject(i, "empty box (w or h <= 0)", det)
-            continue
         width, height = sizes[image_id]
-        t = tolerance_px
-        if x < -t or y < -t or x + w > width + t or y + h > height + t:
-            reject(i, "box outside the image", det)
-            continue
+        if w <= 0 or h <= 0:
+            out.degenerate += 1
+        elif x < 0 or y < 0 or x + w > width or y + h > height:
+            out.past_border += 1
         out.accepted.append(
-            {"image_id": image_id, "category_id": category_id, "bbox": [x, y, w, h], "score": score}
+            {
+                "image_id": image_id,
+                "category_id": int(category_id),
+                "bbox": [x, y, w, h],
+                "score": score,
+            }
         )
         out.accepted_index.append(i)
     return out
@@ -182,9 +127,9 @@ def load_detections(path: str | Path) -> list[Any]:
     if not p.is_file():
         raise EvaluationError(f"detections file '{p}' does not exist")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise EvaluationError(f"{p} is not valid JSON: {err}") from None
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise EvaluationError(f"{p} is not a readable JSON file: {str(err)[:200]}") from None
     if not isinstance(data, list):
         raise EvaluationError(
             f"{p} must be a JSON list of {{image_id, category_id, bbox, score}} (COCO results)"

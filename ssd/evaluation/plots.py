@@ -19,7 +19,8 @@ from torchvision.io import ImageReadMode, decode_image, write_png
 from torchvision.ops import box_convert
 from torchvision.utils import draw_bounding_boxes
 
-from ssd.evaluation.coco import SIZES, CocoResult
+from ssd.data.prepared import SIZES
+from ssd.evaluation.coco import CocoResult
 from ssd.evaluation.tide import ERROR_NAMES, ERROR_TYPES, TideResult
 
 GT_COLOR, TP_COLOR, FP_COLOR = "#2ca02c", "#1f77b4", "#d62728"

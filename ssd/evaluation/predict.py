@@ -9,7 +9,6 @@ returning ``{"boxes": [K, 4] XYXY in the original image pixels, "scores": [K],
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -17,7 +16,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.ops import box_convert
 from tqdm import tqdm
 
-from ssd.evaluation.inputs import load_split
+from ssd.data.prepared import PreparedSplit
 
 
 class SupportsPredict(Protocol):
@@ -42,8 +41,7 @@ def to_coco_results(image_id: Any, prediction: dict[str, torch.Tensor]) -> list[
 
 def predict_split(
     detector: SupportsPredict,
-    prepared_dir: str | Path,
-    split: str,
+    split: PreparedSplit,
     batch_size: int = 8,
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], float]:
@@ -52,16 +50,15 @@ def predict_split(
     The speed counts ``detector.predict`` only (pre-processing, network, NMS), not reading
     and decoding the files.
     """
-    data = load_split(prepared_dir, split)
-    root = Path(prepared_dir)
     results: list[dict[str, Any]] = []
     seconds = 0.0
-    images = data.images
-    with tqdm(total=len(images), desc=f"predict {split}", unit="img", disable=not progress) as bar:
+    images = split.images
+    desc = f"predict {split.name}"
+    with tqdm(total=len(images), desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
             tensors = [
-                decode_image(str(root / img["file_name"]), mode=ImageReadMode.RGB) for img in batch
+                decode_image(str(split.image_path(img)), mode=ImageReadMode.RGB) for img in batch
             ]
             t0 = time.perf_counter()
             with torch.inference_mode():

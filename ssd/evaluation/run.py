@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ssd.config import Config
+from ssd.config import Config, PostprocessConfig
+from ssd.data.prepared import SIZES, PreparedSplit, annotation_area, size_of
 from ssd.evaluation import plots
-from ssd.evaluation.coco import SIZES, Backend, coco_evaluate, size_of
+from ssd.evaluation.coco import Backend, coco_evaluate
 from ssd.evaluation.coverage import best_prior_iou, coverage_summary, gt_boxes_normalised
 from ssd.evaluation.errors import EvaluationError
-from ssd.evaluation.inputs import Split, check_class_names, check_detections, load_split
+from ssd.evaluation.inputs import check_class_names, check_detections
 from ssd.evaluation.predict import predict_split
 from ssd.evaluation.tide import TideResult, tide_evaluate
 from ssd.evaluation.voc import voc_evaluate
@@ -78,7 +79,9 @@ def _write_pr_csv(path: Path, table: dict[str, Any]) -> None:
             writer.writerow(row)
 
 
-def _worst_images(split: Split, detections: list[dict[str, Any]], tide: TideResult) -> list[Any]:
+def _worst_images(
+    split: PreparedSplit, detections: list[dict[str, Any]], tide: TideResult
+) -> list[Any]:
     """Image ids, worst first: missed GT boxes plus the summed scores of false positives."""
     badness: dict[Any, float] = defaultdict(float)
     for ann in split.annotations:
@@ -92,8 +95,7 @@ def _worst_images(split: Split, detections: list[dict[str, Any]], tide: TideResu
 
 
 def evaluate_detections(
-    prepared_dir: str | Path,
-    split: str,
+    split: PreparedSplit,
     detections: list[dict[str, Any]],
     out_dir: str | Path,
     priors: Tensor | None = None,
@@ -103,18 +105,18 @@ def evaluate_detections(
     sample_images: int = 12,
     sample_score_threshold: float = 0.3,
     coverage_iou: float = 0.5,
-    tolerance_px: float = 1.0,
     plots_enabled: bool = True,
+    postprocess: PostprocessConfig | None = None,
 ) -> dict[str, Any]:
     """Evaluate COCO results against a prepared split; write and return the metrics.
 
     Args:
-        prepared_dir: ``data/prepared/<name>``.
-        split: ``train``, ``val`` or ``test``.
+        split: the loaded split (:meth:`PreparedSplit.load`).
         detections: COCO results ``{image_id, category_id, bbox: [x, y, w, h], score}``.
-            Unknown image or category ids, non-finite or empty boxes and boxes reaching more
-            than ``tolerance_px`` outside the image are not used; they are counted with their
-            reason in ``metrics["rejected_detections"]``.
+            Malformed entries, unknown image or category ids and non-finite values are not
+            used; they are counted with their reason in ``metrics["rejected_detections"]``.
+            Boxes past the image border are scored as given (as pycocotools does) and
+            counted there too.
         out_dir: where the reports go (created).
         priors: default boxes ``[A, 4]`` (cx, cy, w, h) in [0, 1] for the coverage report;
             ``None`` skips it (e.g. detections from another detector).
@@ -123,17 +125,15 @@ def evaluate_detections(
         sample_images: how many images to draw (worst first); 0 for none.
         sample_score_threshold: detections drawn on the samples score at least this.
         coverage_iou: a GT counts as covered when a default box reaches this IoU.
-        tolerance_px: see ``detections``.
         plots_enabled: write the PNG plots and samples.
-
-    Raises:
-        EvaluationError: the split is missing or empty, or ``classes.json`` disagrees with it.
+        postprocess: the inference settings that produced ``detections``, recorded in the
+            metrics (None: detections from elsewhere).
     """
     start = time.perf_counter()
-    data = load_split(prepared_dir, split)
+    data = split
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    checked = check_detections(detections, data, tolerance_px)
+    checked = check_detections(detections, data)
     dets = checked.accepted
     names = data.class_names
 
@@ -161,7 +161,7 @@ def evaluate_detections(
             "num_difficult": v.num_difficult,
             "num_detections": v.num_detections,
         }
-    gt_sizes = [size_of(float(a["bbox"][2]) * float(a["bbox"][3])) for a in data.annotations]
+    gt_sizes = [size_of(annotation_area(a)) for a in data.annotations]
     size_counts = {s: gt_sizes.count(s) for s in SIZES}
 
     metrics: dict[str, Any] = {
@@ -186,9 +186,11 @@ def evaluate_detections(
         },
         "coverage": coverage,
         "rejected_detections": checked.summary(),
-        "split": split,
-        "dataset": str(prepared_dir),
+        "num_detections_past_border": checked.past_border,
+        "split": data.name,
+        "dataset": str(data.root),
         "coco_backend": backend,
+        "postprocess": None if postprocess is None else postprocess.model_dump(mode="json"),
     }
 
     # Per-object labels, keyed by the input's detection index and by annotation id.
@@ -252,7 +254,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _draw_samples(
-    data: Split,
+    data: PreparedSplit,
     dets: list[dict[str, Any]],
     tide: TideResult,
     out: Path,
@@ -271,7 +273,7 @@ def _draw_samples(
             det_by_image[d["image_id"]].append((d, label))
     for rank, image_id in enumerate(_worst_images(data, dets, tide)[:count]):
         img = images[image_id]
-        path = data.prepared_dir / img["file_name"]
+        path = data.image_path(img)
         if not path.is_file():
             continue
         plots.draw_sample(
@@ -285,34 +287,37 @@ def _draw_samples(
 
 def evaluate_model(
     model_path: str | Path,
-    prepared_dir: str | Path,
-    split: str,
+    split: PreparedSplit,
     out_dir: str | Path,
     batch_size: int = 8,
     device: str = "cpu",
-    priors: Tensor | None = None,
+    postprocess: PostprocessConfig | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Run the checkpoint on the split, then :func:`evaluate_detections` (same outputs).
+    """Run the detector at ``model_path`` on the split with the inference settings
+    ``postprocess`` (None: the paper's), then :func:`evaluate_detections` (same outputs).
 
     Raises:
-        EvaluationError: missing checkpoint, missing or empty split, or the model's classes
-            differ from the dataset's.
+        EvaluationError: missing detector, or its classes differ from the dataset's.
     """
     path = Path(model_path)
     if not path.exists():
-        raise EvaluationError(f"checkpoint '{path}' does not exist; train first (`ssd train`)")
-    data = load_split(prepared_dir, split)
+        raise EvaluationError(f"detector '{path}' does not exist; train first (`ssd train`)")
     from ssd.inference import load_detector  # the model side is only needed here
 
-    detector = load_detector(path, device=device)
-    check_class_names(list(detector.class_names), data)
-    detections, ips = predict_split(detector, prepared_dir, split, batch_size)
-    model_priors = getattr(getattr(detector, "model", None), "priors", None)
-    if isinstance(model_priors, Tensor):
-        priors = model_priors.detach().cpu()
+    postprocess = postprocess or PostprocessConfig()
+    detector = load_detector(path, device=device, postprocess=postprocess)
+    check_class_names(list(detector.class_names), split)
+    detections, ips = predict_split(detector, split, batch_size)
+    priors = detector.model.priors.detach().cpu()
     return evaluate_detections(
-        prepared_dir, split, detections, out_dir, priors=priors, images_per_second=ips, **options
+        split,
+        detections,
+        out_dir,
+        priors=priors,
+        images_per_second=ips,
+        postprocess=postprocess,
+        **options,
     )
 
 
@@ -324,41 +329,28 @@ def evaluate_from_config(
     out_dir: str | Path | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """The ``evaluate`` stage: score ``model`` (default ``<train.out_dir>/ssd``) or a COCO
-    results file on ``split`` (default ``evaluate.split``), reports in ``evaluate.out_dir``."""
+    """The ``evaluate`` stage: score ``model`` (default ``models/<data.name>/ssd``) or a COCO
+    results file on ``split`` (default ``evaluate.split``) with the ``postprocess``
+    settings; reports in ``reports/<data.name>/`` (or ``out_dir``)."""
     e = cfg.evaluate
     options: dict[str, Any] = {
         "backend": e.coco_backend,
         "sample_images": e.sample_images,
         "sample_score_threshold": e.sample_score_threshold,
         "coverage_iou": e.coverage_iou,
-        "tolerance_px": e.box_tolerance_px,
     }
-    split_name = split or e.split
-    out = Path(out_dir or e.out_dir)
+    data = PreparedSplit.load(cfg.layout.prepared, split or e.split)
+    out = Path(out_dir) if out_dir is not None else cfg.layout.reports
     if detections is not None:
         from ssd.evaluation.inputs import load_detections
-        from ssd.priors import build_priors
 
-        priors = None
-        try:  # coverage of the configured default boxes (data vs config; any detector)
-            priors = build_priors(cfg.model)
-        except ValueError as err:
-            log.warning("no default-box coverage (%s)", err)
-        return evaluate_detections(
-            cfg.data.prepared_dir,
-            split_name,
-            load_detections(detections),
-            out,
-            priors=priors,
-            **options,
-        )
+        return evaluate_detections(data, load_detections(detections), out, **options)
     return evaluate_model(
-        model or Path(cfg.train.out_dir) / "ssd",
-        cfg.data.prepared_dir,
-        split_name,
+        model or cfg.layout.detector,
+        data,
         out,
         batch_size=e.batch_size,
         device=device or e.device,
+        postprocess=cfg.postprocess,
         **options,
     )

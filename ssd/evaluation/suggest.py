@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from ssd.data.prepared import SPLITS, PreparedSplit
 from ssd.evaluation.coverage import (
     best_prior_iou,
     coverage_summary,
     fit_prior_layout,
     gt_boxes_normalised,
 )
-from ssd.evaluation.inputs import SPLITS, load_split
 from ssd.evaluation.plots import plot_coverage_comparison
 
 if TYPE_CHECKING:
@@ -44,20 +44,15 @@ def suggest_priors(
     "suggested"}`` layouts with their prior counts and ``coverage[split] = {"current",
     "suggested"}`` summaries (:func:`ssd.evaluation.coverage.coverage_summary`).
     """
-    from ssd.model import feature_map_sizes
-    from ssd.priors import default_boxes, resolve_prior_layout
+    from ssd.builder import prior_layout
 
-    maps = feature_map_sizes(model_cfg)
-    scales, ratios = resolve_prior_layout(model_cfg, len(maps))
-    size = model_cfg.resolved_input_size
+    layout = prior_layout(model_cfg)
+    scales, ratios, maps = layout.scales, layout.aspect_ratios, layout.feature_maps
 
     def make_priors(s: list[float], r: list[list[float]]) -> Tensor:
-        # the same call as ssd.priors.build_priors, with other scales and ratios
-        return default_boxes(
-            maps, s, r, model_cfg.priors.steps, (size, size), model_cfg.priors.clip
-        )
+        return layout.boxes(s, r)
 
-    train = load_split(prepared_dir, fit_split)
+    train = PreparedSplit.load(prepared_dir, fit_split)
     gt, _, _ = gt_boxes_normalised(train.dataset)
     proposal = fit_prior_layout(gt, scales, ratios, make_priors, iou_threshold, seed=seed)
     current = make_priors(list(scales), [list(r) for r in ratios])
@@ -67,7 +62,7 @@ def suggest_priors(
     for split in SPLITS:
         if not (Path(prepared_dir) / f"{split}.json").is_file():
             continue
-        data = train if split == fit_split else load_split(prepared_dir, split)
+        data = train if split == fit_split else PreparedSplit.load(prepared_dir, split)
         boxes, areas, _ = gt_boxes_normalised(data.dataset)
         if len(boxes) == 0:
             continue

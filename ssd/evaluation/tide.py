@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_convert, box_iou
 
-from ssd.evaluation.coco import SIZES, size_of
+from ssd.data.prepared import SIZES, annotation_area, size_of
 
 ERROR_TYPES: tuple[str, ...] = ("cls", "loc", "both", "dupe", "bkg", "miss")
 ERROR_NAMES: dict[str, str] = {
@@ -165,7 +165,7 @@ class _Run:
         anns = self.anns
         gt_cls = np.array([anns[j]["category_id"] for j in gt_idx], dtype=np.int64)
         gt_box = np.array([anns[j]["bbox"] for j in gt_idx], dtype=np.float64).reshape(-1, 4)
-        gt_area = gt_box[:, 2] * gt_box[:, 3]
+        gt_area = np.array([annotation_area(anns[j]) for j in gt_idx], dtype=np.float64)
         for c in gt_cls:
             self.gt_count[int(c)] += 1
         scores = np.array([detections[i]["score"] for i in det_idx], dtype=np.float64)

@@ -54,3 +54,15 @@ def fiftyone_defaults(root: Path) -> dict[str, str]:
 def default_tracking_uri(root: Path | None = None) -> str:
     root = root or project_root()
     return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None, root: Path | None = None) -> str:
+    """``tracking.tracking_uri`` as MLflow needs it: None = ``mlflow.db`` in the project; a
+    relative sqlite path (``sqlite:///mlflow.db``) is taken relative to the project folder,
+    so a stage gets the same database whatever its working directory."""
+    if not uri:
+        return default_tracking_uri(root)
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return f"{prefix}{(root or project_root()) / uri[len(prefix) :]}"
+    return uri

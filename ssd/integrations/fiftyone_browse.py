@@ -18,7 +18,7 @@ a persistent FiftyOne dataset named ``ssd-<data.name>-<split>``:
   truth for ``missed`` gives ``metrics.json``'s ``errors.counts``. Every error is also a
   label tag ``error:<type>``, so the App's tag filter shows one type in one click.
 * ``size`` per object: ``small`` / ``medium`` / ``large`` by COCO's area bounds (box area in
-  pixels², :data:`ssd.evaluation.coco.SIZE_RANGES`).
+  pixels², :func:`ssd.data.prepared.size_of`).
 * Saved views: :data:`SAVED_VIEWS`.
 
 Re-running replaces the samples, the evaluation and these saved views; views the user saved
@@ -41,8 +41,7 @@ from typing import Any
 import fiftyone as fo
 from fiftyone import ViewField as F
 
-from ssd.evaluation.coco import size_of
-from ssd.evaluation.inputs import load_split
+from ssd.data.prepared import PreparedSplit, annotation_area, size_of
 
 EVAL_KEY = "eval"
 IOU = 0.5
@@ -142,7 +141,7 @@ def _build_samples(
     prepared_dir: Path, split: str, reports_dir: Path
 ) -> tuple[list[fo.Sample], list[str], dict[str, Any]]:
     """Samples with ground truth and predictions; the class names; the metrics."""
-    data = load_split(prepared_dir, split)
+    data = PreparedSplit.load(prepared_dir, split)
     metrics = _read_json(reports_dir / "metrics.json")
     if metrics.get("split") != split:
         raise BrowseError(
@@ -172,7 +171,7 @@ def _build_samples(
                 difficult=bool(ann.get("difficult", 0)),
                 annotation_id=int(ann["id"]),
                 error_type=error_type,
-                size=row.get("size") or size_of(float(ann["bbox"][2]) * float(ann["bbox"][3])),
+                size=row.get("size") or size_of(annotation_area(ann)),
                 tags=_tags(error_type),
             )
         )

@@ -1,4 +1,4 @@
-"""MLflow as a :class:`ssd.tracking.Tracker`, and the detector as an MLflow pyfunc model.
+"""MLflow as a :class:`ssd.tracking.Tracker`, and the tracked ``train`` stage.
 
 If the tracking server cannot be reached, :func:`start_mlflow_run` warns once and returns
 None: training goes on and its metrics stay in the local ``metrics.jsonl``.
@@ -11,19 +11,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ssd.integrations.env import configure_offline_defaults, default_tracking_uri
+from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
-
-# What the logged pyfunc model needs at load time (pinned by constraints.txt here).
-PIP_REQUIREMENTS = [
-    "torch==2.14.1",
-    "torchvision==0.29.1",
-    "safetensors",
-    "pandas",
-    "pillow",
-    "pydantic>=2",
-]
 
 
 def _reachable(uri: str, timeout: float = 3.0) -> bool:
@@ -73,7 +63,7 @@ def start_mlflow_run(
 ) -> MlflowTracker | None:
     """Start an MLflow run, or warn once and return None when the server is unreachable."""
     configure_offline_defaults()
-    uri = tracking_uri or default_tracking_uri()
+    uri = resolve_tracking_uri(tracking_uri)
     if not _reachable(uri):
         log.warning(
             "MLflow tracking server %s is unreachable; training continues and keeps "
@@ -93,41 +83,17 @@ def start_mlflow_run(
     return MlflowTracker(run)
 
 
-# ----------------------------------------------------------------------------- pyfunc model
-
-
-def log_detector_model(
-    model_dir: str | Path, example_image: str | Path, name: str = "model"
-) -> str:
-    """Log the detector in ``model_dir`` as a pyfunc model of the active run; returns its URI.
-
-    The model is logged from code (``mlflow_pyfunc_model.py``), with the ``ssd`` package as
-    code, so loading it never unpickles an object.
-    """
-    import mlflow
-    import pandas as pd
-
-    here = Path(__file__).resolve()
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(here.with_name("mlflow_pyfunc_model.py")),
-        artifacts={"detector": str(model_dir)},
-        input_example=pd.DataFrame({"image": [str(example_image)]}),
-        pip_requirements=PIP_REQUIREMENTS,
-        code_paths=[str(here.parents[1])],
-    )
-    return str(info.model_uri)
-
-
 # ----------------------------------------------------------------------------- the train stage
 
 
 def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
     """``ssd train`` with MLflow: the run gets params, metrics, provenance tags and the
     detector as a pyfunc model. Used by the CLI and the Prefect flow alike."""
-    import json
     import os
 
+    from ssd.data.errors import DataError
+    from ssd.data.prepared import PreparedSplit
+    from ssd.integrations.mlflow_model import log_detector_model
     from ssd.provenance import describe_run
     from ssd.train import train
 
@@ -135,8 +101,8 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
     tracker = None
     if cfg.tracking.enabled and rank0:
         tags = {"dataset": cfg.data.name, "stage": "train"}
-        if cfg.data.prepared_dir.is_dir():
-            tags |= describe_run(cfg.data.prepared_dir)
+        if cfg.layout.prepared.is_dir():
+            tags |= describe_run(cfg.layout.prepared)
         tracker = start_mlflow_run(
             cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
         )
@@ -148,15 +114,10 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
         raise
     if tracker is not None:
         try:
-            split = cfg.data.prepared_dir / "val.json"
-            images = json.loads(split.read_text())["images"] if split.is_file() else []
-            if not images:
-                images = json.loads((cfg.data.prepared_dir / "train.json").read_text())["images"]
-            uri = log_detector_model(
-                result.model_dir, cfg.data.prepared_dir / images[0]["file_name"]
-            )
+            example = PreparedSplit.load(cfg.layout.prepared, "train").example_image()
+            uri = log_detector_model(result.model_dir, example)
             log.info("MLflow model: %s", uri)
-        except Exception as err:  # tracking must not fail a finished training
+        except (DataError, Exception) as err:  # tracking must not fail a finished training
             log.warning("could not log the MLflow model: %s", err)
         tracker.end()
     return result

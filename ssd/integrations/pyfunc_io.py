@@ -23,8 +23,17 @@ def _as_items(model_input: Any) -> list[Any]:
     return list(model_input)
 
 
-def detect_table(detector: Detector, model_input: Any, batch_size: int = 8) -> pd.DataFrame:
-    """Detections for paths or HxWx3 uint8 arrays as a DataFrame (``COLUMNS``)."""
+def detect_table(
+    detector: Detector,
+    model_input: Any,
+    batch_size: int = 8,
+    score_threshold: float | None = None,
+) -> pd.DataFrame:
+    """Detections for paths or HxWx3 uint8 arrays as a DataFrame (``COLUMNS``), those scoring
+    at least ``score_threshold`` (None: ``postprocess.detect_score_threshold``)."""
+    if score_threshold is None:
+        score_threshold = detector.settings.detect_score_threshold
+    detector.postprocess.score_threshold = max(score_threshold, detector.settings.score_threshold)
     items = _as_items(model_input)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):

@@ -2,9 +2,10 @@
 
 Each call logs the detector (pyfunc, from code) in a run tagged with the dataset
 fingerprint and code version, logs the evaluation metrics, and registers a new version
-of ``tracking.model_name`` (``ssd``). The alias ``champion`` moves to the new version only
-when it beats the current champion on ``tracking.champion_metric`` (``map`` by default);
-otherwise the version stays registered without the alias and the result says why.
+of ``tracking.model_name`` (``ssd-<data.name>``), then writes ``registry.json``. The alias
+``champion`` moves to the new version only when it beats the current champion on
+``tracking.champion_metric`` (``map`` by default); otherwise the version stays registered
+without the alias and the result says why.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ssd.config import Config
-from ssd.integrations.env import configure_offline_defaults, default_tracking_uri
-from ssd.integrations.mlflow_tracking import log_detector_model
+from ssd.data.errors import DataError
+from ssd.data.prepared import PreparedSplit
+from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
+from ssd.integrations.mlflow_model import log_detector_model
 from ssd.provenance import dataset_fingerprint, git_commit
 
 log = logging.getLogger(__name__)
@@ -50,14 +53,21 @@ def decide_champion(new: float | None, current: float | None, metric: str) -> tu
 def register(
     model_dir: str | Path,
     metrics_path: str | Path,
-    prepared_dir: str | Path,
+    split: PreparedSplit,
+    out: str | Path,
     tracking_uri: str | None = None,
     experiment: str = "ssd",
     model_name: str = "ssd",
     metric: str = "map",
+    postprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Register ``model_dir`` with the metrics in ``metrics_path``; returns what happened."""
-    model_dir, metrics_path, prepared_dir = Path(model_dir), Path(metrics_path), Path(prepared_dir)
+    """Register ``model_dir`` with the metrics in ``metrics_path``; write what happened to
+    ``out`` (``registry.json``) and return it.
+
+    ``split`` is the evaluated split (its dataset's fingerprint is recorded; its first image
+    is the model's input example); ``postprocess`` travels with the model as its settings.
+    """
+    model_dir, metrics_path, out = Path(model_dir), Path(metrics_path), Path(out)
     if not (model_dir / "model.safetensors").is_file():
         raise RegistryError(f"no detector at '{model_dir}'; run `ssd train` first")
     if not metrics_path.is_file():
@@ -72,23 +82,15 @@ def register(
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     mlflow.set_experiment(experiment)
-    fingerprint = dataset_fingerprint(prepared_dir)
-    images = (
-        json.loads((prepared_dir / "test.json").read_text())["images"]
-        if (prepared_dir / "test.json").is_file()
-        else []
-    )
-    if not images:
-        images = json.loads((prepared_dir / "train.json").read_text())["images"]
-    example = prepared_dir / images[0]["file_name"]
+    fingerprint = dataset_fingerprint(split.root)
     value = metrics.get(metric)
     new_value = float(value) if isinstance(value, int | float) else None
-    with mlflow.start_run(run_name=f"register-{prepared_dir.name}") as run:
+    with mlflow.start_run(run_name=f"register-{split.root.name}") as run:
         mlflow.set_tags(
             {
-                "dataset": prepared_dir.name,
+                "dataset": split.root.name,
                 "dataset_fingerprint": fingerprint,
                 "git_commit": git_commit() or "unknown",
                 "stage": "register",
@@ -96,7 +98,7 @@ def register(
         )
         mlflow.log_metrics(_flat_numeric(metrics))
         mlflow.log_artifact(str(metrics_path), "evaluation")
-        model_uri = log_detector_model(model_dir, example)
+        model_uri = log_detector_model(model_dir, split.example_image(), postprocess)
     tags = {
         "dataset_fingerprint": fingerprint,
         "run_id": run.info.run_id,
@@ -119,7 +121,7 @@ def register(
     if promote:
         client.set_registered_model_alias(model_name, CHAMPION, version.version)
     log.info("registered %s version %s: %s", model_name, version.version, reason)
-    return {
+    result = {
         "model_name": model_name,
         "version": int(version.version),
         "metric": metric,
@@ -131,15 +133,41 @@ def register(
         "dataset_fingerprint": fingerprint,
         "model_uri": f"models:/{model_name}/{version.version}",
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
 
 
-def register_from_config(cfg: Config, metrics_path: str | Path | None = None) -> dict[str, Any]:
+def register_from_config(cfg: Config) -> dict[str, Any]:
+    """The ``register`` stage: the detector of ``models/<data.name>/ssd`` with the metrics
+    of ``reports/<data.name>/metrics.json``; writes ``reports/<data.name>/registry.json``."""
+    metrics_path = cfg.layout.metrics
+    if not cfg.tracking.enabled:
+        result: dict[str, Any] = {
+            "model_name": cfg.registered_model_name,
+            "version": None,
+            "champion": False,
+            "model_uri": None,
+            "reason": "tracking.enabled is false: nothing registered",
+        }
+        cfg.layout.registry.parent.mkdir(parents=True, exist_ok=True)
+        cfg.layout.registry.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        return result
+    split_name: str = cfg.evaluate.split
+    if metrics_path.is_file():  # the split that was evaluated (evaluate --split may differ)
+        split_name = str(json.loads(metrics_path.read_text()).get("split", split_name))
+    try:
+        split = PreparedSplit.load(cfg.layout.prepared, split_name)
+    except DataError as err:
+        raise RegistryError(str(err)) from None
     return register(
-        Path(cfg.train.out_dir) / "ssd",
-        metrics_path or Path(cfg.evaluate.out_dir) / "metrics.json",
-        cfg.data.prepared_dir,
+        cfg.layout.detector,
+        metrics_path,
+        split,
+        cfg.layout.registry,
         cfg.tracking.tracking_uri,
         cfg.tracking.experiment,
-        cfg.tracking.model_name,
+        cfg.registered_model_name,
         cfg.tracking.champion_metric,
+        cfg.postprocess.model_dump(mode="json"),
     )

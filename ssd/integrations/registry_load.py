@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssd.integrations.env import configure_offline_defaults, default_tracking_uri
+from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
 
 MODELS_SCHEME = "models:/"
 DETECTOR_ARTIFACT = "detector"  # the pyfunc artifact's name
@@ -43,7 +43,7 @@ def resolve_detector(
     import mlflow
     from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
-    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     try:
         # MLflow stores the artifact as artifacts/<folder name at logging time>; MLmodel says.
         flavors = mlflow.models.get_model_info(uri).flavors

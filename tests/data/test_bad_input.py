@@ -29,7 +29,7 @@ from ssd.data.prepare import prepare_dataset
 
 
 def _prepare(cfg: Any) -> dict[str, Any]:
-    report = read_json(prepare_dataset(cfg) / "report.json")
+    report = read_json(prepare_dataset(cfg).out_dir / "report.json")
     kept, read = report["counts"]["images_kept"], report["counts"]["images_read"]
     skipped_images = [r for r in report["skipped"] if r["kind"] == "image"]
     assert read - kept <= len(skipped_images)  # every image not kept is accounted for
@@ -123,7 +123,7 @@ def test_malformed_json_fails_with_the_reason(tmp_path, prepare_cfg):
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "instances.json").write_text('{"images": [')
     with pytest.raises(DataError, match="JSON cannot be read"):
-        prepare_dataset(prepare_cfg("coco", root))
+        prepare_dataset(prepare_cfg("coco", root)).out_dir
 
 
 def test_malformed_yolo_txt(tmp_path, prepare_cfg):
@@ -168,7 +168,7 @@ def test_boxes_outside_image_clipped_or_dropped(tmp_path, prepare_cfg):
         tmp_path,
         edge=voc_xml("edge.jpg", [("cat", (-5, -4, 20, 60)), ("cat", (100, 100, 120, 120))]),
     )
-    out = prepare_dataset(prepare_cfg("voc", root))
+    out = prepare_dataset(prepare_cfg("voc", root)).out_dir
     report = read_json(out / "report.json")
     assert _entry(report, "box_clipped", key="fixed")["file"] == "Annotations/edge.xml"
     assert _entry(report, "box_outside_image")["file"] == "Annotations/edge.xml"
@@ -264,16 +264,16 @@ def test_paths_outside_the_root_are_refused(tmp_path, prepare_cfg):
 
 
 def test_path_missing(tmp_path, prepare_cfg):
-    with pytest.raises(DataError, match=r"does not exist; fix data\.path"):
-        prepare_dataset(prepare_cfg("voc", tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=r"does not exist; put the voc dataset in data/raw/ds/"):
+        prepare_dataset(prepare_cfg("voc", tmp_path / "nowhere")).out_dir
     with pytest.raises(DataError, match=r"data\.path is not set"):
-        prepare_dataset(prepare_cfg("coco", None))
+        prepare_dataset(prepare_cfg("coco", None)).out_dir
 
 
 def test_no_valid_image(tmp_path, prepare_cfg):
     root = make_voc(tmp_path / "voc", {"a": voc_xml("a.jpg", [("cat", (1, 1, 9, 9))])}, images=[])
     with pytest.raises(DataError, match="no valid image"):
-        prepare_dataset(prepare_cfg("voc", root))
+        prepare_dataset(prepare_cfg("voc", root)).out_dir
 
 
 def test_empty_split(tmp_path, prepare_cfg):
@@ -283,23 +283,23 @@ def test_empty_split(tmp_path, prepare_cfg):
         tmp_path / "voc", items, splits={"train": ids[:4], "val": ["nope"], "test": [ids[4]]}
     )
     with pytest.raises(DataError, match="split 'val' is empty"):
-        prepare_dataset(prepare_cfg("voc", root))
+        prepare_dataset(prepare_cfg("voc", root)).out_dir
     with pytest.raises(DataError, match=r"data\.val_ratio"):
-        prepare_dataset(prepare_cfg("voc", good_voc(tmp_path / "v2"), val_ratio=0.0))
+        prepare_dataset(prepare_cfg("voc", good_voc(tmp_path / "v2"), val_ratio=0.0)).out_dir
 
 
 def test_no_classes(tmp_path, prepare_cfg):
     root = make_voc(tmp_path / "voc", {f"im{i}": voc_xml(f"im{i}.jpg", []) for i in range(4)})
     with pytest.raises(DataError, match="no class names"):
-        prepare_dataset(prepare_cfg("voc", root))
+        prepare_dataset(prepare_cfg("voc", root)).out_dir
 
 
 def test_failed_run_keeps_previous_output(tmp_path, prepare_cfg):
     root = good_voc(tmp_path / "voc")
-    out = prepare_dataset(prepare_cfg("voc", root))
+    out = prepare_dataset(prepare_cfg("voc", root)).out_dir
     before = (out / "train.json").read_bytes()
     with pytest.raises(DataError):
-        prepare_dataset(prepare_cfg("voc", root, val_ratio=0.0))
+        prepare_dataset(prepare_cfg("voc", root, val_ratio=0.0)).out_dir
     assert (out / "train.json").read_bytes() == before
     assert not any(p.name.endswith(".partial") for p in out.parent.iterdir())
 

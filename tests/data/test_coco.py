@@ -11,7 +11,7 @@ def test_single_json_remaps_categories(tmp_path, prepare_cfg):
     boxes = coco_boxes(6)
     boxes[0]["iscrowd"] = 1
     src = make_coco(tmp_path / "coco", coco_images(6), boxes)
-    out = prepare_dataset(prepare_cfg("coco", src))
+    out = prepare_dataset(prepare_cfg("coco", src)).out_dir
     assert read_json(out / "classes.json") == ["cat", "dog"]
     anns = {
         a["id"]: a
@@ -36,7 +36,7 @@ def test_split_per_json(tmp_path, prepare_cfg):
             for i in range(n)
         ]
         make_coco(root, images, boxes, json_name=f"annotations/instances_{split}2017.json")
-    out = prepare_dataset(prepare_cfg("coco", root))
+    out = prepare_dataset(prepare_cfg("coco", root)).out_dir
     report = read_json(out / "report.json")
     assert report["counts"]["images"] == {"train": 4, "val": 2, "test": 2}
     assert report["splits"] == {"train": "source", "val": "source", "test": "source"}

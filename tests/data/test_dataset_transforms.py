@@ -19,7 +19,7 @@ from ssd.data.transforms import build_eval_transforms, build_train_transforms
 def prepared(tmp_path, prepare_cfg):
     root = good_voc(tmp_path / "voc", n=8)
     make_voc(root, {"bare": voc_xml("bare.jpg", [])})  # an image with no boxes
-    return prepare_dataset(prepare_cfg("voc", root, val_ratio=0.1, test_ratio=0.1))
+    return prepare_dataset(prepare_cfg("voc", root, val_ratio=0.1, test_ratio=0.1)).out_dir
 
 
 def _all_splits(prepared, transforms=None):
@@ -29,7 +29,7 @@ def _all_splits(prepared, transforms=None):
 def test_dataset_items(prepared):
     ds = DetectionDataset(prepared, "train")
     assert ds.class_names == ["cat", "dog"] and ds.num_classes == 2
-    assert len(ds) == len(ds.coco["images"])
+    assert len(ds) == len(ds.split.images)
     names = [im["file_name"] for im in ds.images]
     image, target = ds[next(i for i, n in enumerate(names) if n != "images/bare.jpg")]
     assert isinstance(image, tv_tensors.Image) and image.dtype == torch.uint8

@@ -10,7 +10,7 @@ from data_builders import read_json
 
 from ssd.data.prepare import prepare_dataset
 from ssd.data.sources.synthetic import CLASSES, render_scene
-from ssd.data.stats import size_bucket
+from ssd.data.prepared import size_of as size_bucket
 
 
 def test_same_seed_same_scene_other_seed_other_scene():
@@ -37,11 +37,11 @@ def test_scenes_cover_classes_sizes_and_stay_inside():
 
 def test_prepare_synthetic_is_byte_identical(prepare_cfg):
     cfg = prepare_cfg("synthetic", None, num_images=12, image_size=128, name="syn")
-    out = prepare_dataset(cfg)
+    out = prepare_dataset(cfg).out_dir
     first = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()
     }
-    prepare_dataset(cfg)
+    prepare_dataset(cfg).out_dir
     second = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()
     }

@@ -20,7 +20,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def test_bccd_end_to_end(bccd, prepare_cfg):
     cfg = prepare_cfg("voc", bccd, name="bccd")
-    out = prepare_dataset(cfg)
+    out = prepare_dataset(cfg).out_dir
     assert out == cfg.prepared_dir
     assert read_json(out / "classes.json") == ["Platelets", "RBC", "WBC"]
     report = read_json(out / "report.json")
@@ -55,11 +55,12 @@ def test_bccd_end_to_end(bccd, prepare_cfg):
     assert stats["per_class"]["WBC"]["train"]["boxes"] > 0
 
 
-def test_rerun_is_byte_identical(tmp_path, prepare_cfg, capsys):
+def test_rerun_is_byte_identical(tmp_path, prepare_cfg):
     src = good_voc(tmp_path / "voc", n=8)
     cfg = prepare_cfg("voc", src)
-    first = _digest(prepare_dataset(cfg))
-    second = _digest(prepare_dataset(cfg))
+    result = prepare_dataset(cfg)
+    first = _digest(result.out_dir)
+    second = _digest(prepare_dataset(cfg).out_dir)
     assert first == second
     assert {
         "train.json",
@@ -69,11 +70,11 @@ def test_rerun_is_byte_identical(tmp_path, prepare_cfg, capsys):
         "report.json",
         "stats.png",
     } <= set(first)
-    assert "prepared" in capsys.readouterr().out  # counts summary printed
+    assert result.summary().startswith(f"prepared {result.out_dir}: 8 of 8 images")
 
 
 def test_difficult_flag_kept_and_ratio_split(tmp_path, prepare_cfg):
-    out = prepare_dataset(prepare_cfg("voc", good_voc(tmp_path / "voc", n=10)))
+    out = prepare_dataset(prepare_cfg("voc", good_voc(tmp_path / "voc", n=10))).out_dir
     report = read_json(out / "report.json")
     assert report["counts"]["images"] == {"train": 6, "val": 2, "test": 2}
     anns = [
@@ -89,7 +90,7 @@ def test_split_files_and_trainval(tmp_path, prepare_cfg):
     ids = [f"im{i}" for i in range(10)]
     items = {i: voc_xml(f"{i}.jpg", [("cat", (1, 1, 20, 20))]) for i in ids}
     src = make_voc(tmp_path / "voc", items, splits={"trainval": ids[:8], "test": ids[8:]})
-    out = prepare_dataset(prepare_cfg("voc", src))
+    out = prepare_dataset(prepare_cfg("voc", src)).out_dir
     report = read_json(out / "report.json")
     assert report["counts"]["images"] == {"train": 6, "val": 2, "test": 2}
     assert report["splits"]["test"] == "source"

@@ -13,7 +13,7 @@ def test_flat_layout_scales_boxes(tmp_path, prepare_cfg):
     labels = {f"im{i}": "1 0.5 0.5 0.2 0.4\n0 0.25 0.5 0.1 0.2\n" for i in range(5)}
     labels["empty"] = None  # a background image: kept, no boxes
     src = make_yolo(tmp_path / "yolo", labels, names=["cat", "dog"])
-    out = prepare_dataset(prepare_cfg("yolo", src))
+    out = prepare_dataset(prepare_cfg("yolo", src)).out_dir
     assert read_json(out / "classes.json") == ["cat", "dog"]
     anns = [
         a for s in ("train", "val", "test") for a in read_json(out / f"{s}.json")["annotations"]
@@ -31,7 +31,7 @@ def test_split_folders_and_names_file(tmp_path, prepare_cfg):
     for split, n in (("train", 3), ("val", 1), ("test", 1)):
         make_yolo(root, {f"{split}{i}": "0 0.5 0.5 0.5 0.5" for i in range(n)}, sub=split)
     (root / "obj.names").write_text("thing\n")
-    out = prepare_dataset(prepare_cfg("yolo", root, names_file="obj.names"))
+    out = prepare_dataset(prepare_cfg("yolo", root, names_file="obj.names")).out_dir
     report = read_json(out / "report.json")
     assert report["counts"]["images"] == {"train": 3, "val": 1, "test": 1}
     assert read_json(out / "test.json")["images"][0]["file_name"] == "images/test/test0.jpg"
@@ -40,4 +40,4 @@ def test_split_folders_and_names_file(tmp_path, prepare_cfg):
 def test_missing_names_is_a_clear_error(tmp_path, prepare_cfg):
     src = make_yolo(tmp_path / "yolo", {"a": "0 0.5 0.5 0.1 0.1"})
     with pytest.raises(DataError, match=r"data\.yaml"):
-        prepare_dataset(prepare_cfg("yolo", src))
+        prepare_dataset(prepare_cfg("yolo", src)).out_dir

@@ -10,6 +10,8 @@ import pytest
 import torch
 from eval_cases import write_prepared
 
+from ssd.data.errors import DataError
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.errors import EvaluationError
 from ssd.evaluation.run import REQUIRED_KEYS, evaluate_detections, evaluate_model
 
@@ -28,6 +30,10 @@ def prepared(tmp_path):
     return write_prepared(tmp_path / "prepared", "test", images, anns, CLASSES, write_images=True)
 
 
+def load(root, split="test"):
+    return PreparedSplit.load(root, split)
+
+
 GOOD = [
     {"image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 20], "score": 0.9},
     {"image_id": 1, "category_id": 1, "bbox": [30, 10, 30, 30], "score": 0.8},  # cls error
@@ -38,15 +44,17 @@ BAD = [
     {"image_id": 99, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5},
     {"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5], "score": 0.5},
     {"image_id": 1, "category_id": 1, "bbox": [0, 0, math.nan, 5], "score": 0.5},
-    {"image_id": 1, "category_id": 1, "bbox": [50, 40, 30, 30], "score": 0.5},  # past the border
     {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": math.inf},
 ]
+PAST_BORDER = {"image_id": 1, "category_id": 1, "bbox": [50, 40, 30, 30], "score": 0.5}
 
 
 def test_writes_metrics_plots_and_labels(prepared, tmp_path) -> None:
     out = tmp_path / "reports"
     priors = torch.tensor([[0.25, 0.3, 0.3, 0.4], [0.7, 0.6, 0.5, 0.6]])
-    metrics = evaluate_detections(prepared, "test", GOOD + BAD, out, priors=priors, sample_images=2)
+    metrics = evaluate_detections(
+        load(prepared), [*GOOD, *BAD, PAST_BORDER], out, priors=priors, sample_images=2
+    )
     saved = json.loads((out / "metrics.json").read_text())
     for key in REQUIRED_KEYS:
         assert key in saved, key
@@ -60,9 +68,8 @@ def test_writes_metrics_plots_and_labels(prepared, tmp_path) -> None:
     assert saved["per_class"]["cat"]["num_difficult"] == 1
     # bad input is reported, with reasons, and not used
     rejected = saved["rejected_detections"]
-    assert rejected["count"] == 5 and saved["num_detections"] == 4
+    assert rejected["count"] == 4 and saved["num_detections"] == 5
     assert rejected["by_reason"] == {
-        "box outside the image": 1,
         "non-finite box or score": 2,
         "unknown category_id": 1,
         "unknown image_id": 1,
@@ -70,6 +77,9 @@ def test_writes_metrics_plots_and_labels(prepared, tmp_path) -> None:
     dets = json.loads((out / "errors" / "detections.json").read_text())
     assert [dets[str(i)]["label"] for i in range(4)] == ["tp", "cls", "tp", "bkg"]
     assert dets["4"] == {"label": "rejected", "reason": "unknown image_id"}
+    # a box past the border is scored as given (pycocotools does), and counted
+    assert dets["8"]["label"] == "bkg" and dets["8"]["bbox"] == PAST_BORDER["bbox"]
+    assert saved["num_detections_past_border"] == rejected["kept_past_border"] == 1
     gts = json.loads((out / "errors" / "ground_truth.json").read_text())
     assert gts["1"]["label"] == "tp" and gts["2"]["label"] == "cls" and gts["4"]["label"] == "miss"
     assert gts["1"]["detection"] == 0 and gts["1"]["best_prior_iou"] is not None
@@ -86,27 +96,27 @@ def test_writes_metrics_plots_and_labels(prepared, tmp_path) -> None:
 
 
 def test_empty_detections_still_write_reports(prepared, tmp_path) -> None:
-    metrics = evaluate_detections(prepared, "test", [], tmp_path / "r", plots_enabled=False)
+    metrics = evaluate_detections(load(prepared), [], tmp_path / "r", plots_enabled=False)
     assert metrics["map"] == 0.0 and metrics["voc_map50"] == 0.0
     assert metrics["errors"]["counts"]["miss"] == 4
 
 
-def test_missing_and_empty_splits_fail_clearly(prepared, tmp_path) -> None:
-    with pytest.raises(EvaluationError, match="split 'val' not found"):
-        evaluate_detections(prepared, "val", [], tmp_path / "r")
+def test_missing_and_empty_splits_fail_clearly(prepared) -> None:
+    with pytest.raises(DataError, match="split 'val' not found"):
+        load(prepared, "val")
     write_prepared(prepared, "train", [], [], CLASSES)
-    with pytest.raises(EvaluationError, match="empty"):
-        evaluate_detections(prepared, "train", [], tmp_path / "r")
-    with pytest.raises(EvaluationError, match="does not exist"):
-        evaluate_detections(tmp_path / "nowhere", "test", [], tmp_path / "r")
+    with pytest.raises(DataError, match="empty"):
+        load(prepared, "train")
+    with pytest.raises(DataError, match="does not exist"):
+        load(prepared.parent / "nowhere")
 
 
-def test_classes_json_must_agree(prepared, tmp_path) -> None:
+def test_classes_json_must_agree(prepared) -> None:
     (prepared / "classes.json").write_text(json.dumps(["cat", "bird"]))
-    with pytest.raises(EvaluationError, match=r"classes\.json"):
-        evaluate_detections(prepared, "test", [], tmp_path / "r")
+    with pytest.raises(DataError, match=r"classes\.json"):
+        load(prepared)
 
 
-def test_missing_checkpoint_fails_clearly(prepared, tmp_path) -> None:
-    with pytest.raises(EvaluationError, match=r"checkpoint .* does not exist"):
-        evaluate_model(tmp_path / "no_model", prepared, "test", tmp_path / "r")
+def test_missing_detector_fails_clearly(prepared, tmp_path) -> None:
+    with pytest.raises(EvaluationError, match=r"detector .* does not exist"):
+        evaluate_model(tmp_path / "no_model", load(prepared), tmp_path / "r")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from eval_cases import write_prepared
 
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.errors import EvaluationError
 from ssd.evaluation.predict import predict_split
 from ssd.evaluation.run import evaluate_model
@@ -33,12 +34,13 @@ class FakeDetector:
 def prepared(tmp_path):
     images = [{"id": i, "width": 40 + i, "height": 30} for i in range(1, 6)]
     anns = [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20]}]
-    return write_prepared(tmp_path / "p", "test", images, anns, ["cat", "dog"], write_images=True)
+    root = write_prepared(tmp_path / "p", "test", images, anns, ["cat", "dog"], write_images=True)
+    return PreparedSplit.load(root, "test")
 
 
 def test_fake_detector_results_are_coco(prepared) -> None:
     det = FakeDetector()
-    results, ips = predict_split(det, prepared, "test", batch_size=2, progress=False)
+    results, ips = predict_split(det, prepared, batch_size=2, progress=False)
     assert det.seen[0] == (3, 30, 41) and len(det.seen) == 5
     assert len(results) == 5 and ips > 0
     assert results[0] == {
@@ -51,8 +53,8 @@ def test_fake_detector_results_are_coco(prepared) -> None:
 
 def test_real_detector_end_to_end(prepared, tmp_path) -> None:
     inference = pytest.importorskip("ssd.inference")
+    from ssd.builder import build_model
     from ssd.config import ModelConfig
-    from ssd.model import build_model
     from ssd.weights import save_detector
 
     torch.manual_seed(0)
@@ -60,11 +62,11 @@ def test_real_detector_end_to_end(prepared, tmp_path) -> None:
     model = build_model(cfg, num_classes=2).eval()
     path = save_detector(tmp_path / "det", model, cfg, ["cat", "dog"])
     detector = inference.load_detector(path, device="cpu")
-    results, _ = predict_split(detector, prepared, "test", batch_size=4, progress=False)
+    results, _ = predict_split(detector, prepared, batch_size=4, progress=False)
     assert all(r["category_id"] in (1, 2) and len(r["bbox"]) == 4 for r in results)
-    metrics = evaluate_model(path, prepared, "test", tmp_path / "r", device="cpu", sample_images=1)
+    metrics = evaluate_model(path, prepared, tmp_path / "r", device="cpu", sample_images=1)
     assert metrics["images_per_second"] > 0 and metrics["coverage"] is not None
 
     other = save_detector(tmp_path / "other", model, cfg, ["cat", "bird"])
     with pytest.raises(EvaluationError, match="class mismatch"):
-        evaluate_model(other, prepared, "test", tmp_path / "r2", device="cpu")
+        evaluate_model(other, prepared, tmp_path / "r2", device="cpu")

@@ -12,17 +12,17 @@ from ssd.data.report import Report
 
 
 def dataset_root(cfg: DataConfig) -> Path:
-    """``data.path`` as an existing folder, or a :class:`DataError` saying what to set."""
-    if not cfg.path:
-        raise DataError(
-            f"data.path is not set; point it at the {cfg.source} dataset folder "
-            f"(--set data.path=DIR) or use data.source=synthetic"
-        )
-    root = Path(cfg.path).expanduser()
+    """The input root (``data.path``, default ``data/raw/<name>``) as an existing folder, or a
+    :class:`DataError` saying what to set."""
+    root = cfg.source_dir
+    where = f"data.path '{cfg.path}'" if cfg.path else f"'{root}' (data.path is not set)"
     if not root.exists():
-        raise DataError(f"data.path '{cfg.path}' does not exist; fix data.path")
+        raise DataError(
+            f"{where} does not exist; put the {cfg.source} dataset in data/raw/{cfg.name}/ "
+            f"(and `dvc add data/raw/{cfg.name}`), or point data.path at it"
+        )
     if not root.is_dir():
-        raise DataError(f"data.path '{cfg.path}' is not a folder; point it at the dataset root")
+        raise DataError(f"{where} is not a folder; point data.path at the dataset root")
     return root
 
 
