@@ -1,17 +1,23 @@
-"""Prefect flows: one per stage, plus ``ssd-pipeline`` for the whole chain.
+"""Prefect flows: the pipeline as a graph of its DVC stages, and one flow per stage.
 
-How DVC and Prefect fit together (one source of truth): ``dvc.yaml`` defines the stages
-and their inputs; each DVC stage runs one ``ssd`` subcommand, which calls the same library
-function as the stage's flow below. The ``ssd-pipeline`` flow runs ``dvc repro`` (or
-``dvc exp run --set-param ...`` when given parameter overrides), so every deployment run
-is recorded in ``dvc.lock`` exactly like a ``dvc repro`` from the shell, and produces the
-same outputs. The per-stage flows are for running one stage under Prefect by hand; they
-do not update ``dvc.lock`` (``dvc status`` will then show that stage as changed).
+How DVC and Prefect fit together (one source of truth): ``dvc.yaml`` defines the stages,
+their code, inputs and params. Every Prefect task here runs one DVC stage
+(``dvc repro --single-item <stage>``, which runs that stage's ``ssd`` subcommand, the same
+library function as the CLI), so a deployment run is recorded in ``dvc.lock`` exactly like
+a ``dvc repro`` from the shell. ``ssd-pipeline`` runs prepare, train, evaluate and register
+as four tasks in order (their states and logs in the run graph; a failed run retried from
+the UI reruns only what DVC finds changed), streams each stage's output (training progress
+included) into the run's log, and ends with a markdown artifact: the headline metrics, AP by
+size, the TIDE errors, the registry decision and where to look next.
+
+With ``set_params`` (``["train.lr=0.01"]``) the flow is a DVC experiment: the values are
+validated, written to ``params.yaml`` (comments kept), the stages run, and ``dvc exp save``
+records the result as an experiment (``dvc exp show`` lists it; ``git checkout params.yaml
+dvc.lock && dvc checkout`` returns to the baseline, restored from DVC's cache).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,93 +25,33 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
-from ssd.config import load_config
+from ssd.config import ConfigError, load_config, parse_override
 from ssd.integrations.env import configure_offline_defaults
 
 configure_offline_defaults()
 
-
-@task(name="prepare")
-def prepare_task(params: str, overrides: list[str]) -> str:
-    from ssd.data.prepare import prepare_dataset
-
-    return str(prepare_dataset(load_config(params, overrides).data).out_dir)
+STAGES = ("prepare", "train", "evaluate", "register")
+# A retry helps where a stage fails for an outside reason (a tracking server blip, a file
+# system hiccup); a training failure is the code's or the data's and would fail again.
+RETRIES = {"prepare": 1, "train": 0, "evaluate": 1, "register": 2}
 
 
-@task(name="train")
-def train_task(params: str, overrides: list[str], resume: bool) -> str:
-    from ssd.integrations.mlflow_tracking import tracked_train
-
-    result = tracked_train(load_config(params, overrides), resume=resume, progress=False)
-    return str(result.model_dir)
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
 
 
-@task(name="evaluate")
-def evaluate_task(params: str, overrides: list[str]) -> dict[str, Any]:
-    from ssd.evaluation.run import evaluate_from_config
-
-    metrics = evaluate_from_config(load_config(params, overrides))
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-
-
-@task(name="register", retries=2, retry_delay_seconds=10)  # a tracking server may blip
-def register_task(params: str, overrides: list[str]) -> dict[str, Any]:
-    from ssd.integrations.registry import register_from_config
-
-    return register_from_config(load_config(params, overrides))
-
-
-@flow(name="prepare")
-def prepare_flow(params: str = "params.yaml", overrides: list[str] | None = None) -> str:
-    return prepare_task(params, overrides or [])
-
-
-@flow(name="train")
-def train_flow(
-    params: str = "params.yaml", overrides: list[str] | None = None, resume: bool = True
-) -> str:
-    # resume=True: a retried or re-triggered run continues from the last checkpoint.
-    return train_task(params, overrides or [], resume)
-
-
-@flow(name="evaluate")
-def evaluate_flow(
-    params: str = "params.yaml", overrides: list[str] | None = None
-) -> dict[str, Any]:
-    return evaluate_task(params, overrides or [])
-
-
-@flow(name="register")
-def register_flow(
-    params: str = "params.yaml", overrides: list[str] | None = None
-) -> dict[str, Any]:
-    return register_task(params, overrides or [])
-
-
-def _dvc_command(set_params: list[str], force: bool) -> list[str]:
-    dvc = str(Path(sys.executable).with_name("dvc"))
-    if set_params:
-        cmd = [dvc, "exp", "run"]
-        for p in set_params:
-            cmd += ["--set-param", p]
-    else:
-        cmd = [dvc, "repro"]
-    return cmd + (["--force"] if force else [])
-
-
-@task(name="dvc-repro", retries=1, retry_delay_seconds=5)
-def dvc_repro_task(project_dir: str, set_params: list[str], force: bool) -> None:
-    """Run the DVC pipeline, streaming its output into the Prefect log."""
+def _stream(cmd: list[str], cwd: Path) -> None:
+    """Run ``cmd`` in ``cwd``, every output line into the Prefect log; raise on failure."""
     logger = get_run_logger()
-    cmd = _dvc_command(set_params, force)
-    logger.info("running %s in %s", " ".join(cmd), project_dir)
+    logger.info("running %s in %s", " ".join(cmd), cwd)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     proc = subprocess.Popen(
-        cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -113,27 +59,146 @@ def dvc_repro_task(project_dir: str, set_params: list[str], force: bool) -> None
             logger.info(line.rstrip())
     if proc.wait() != 0:
         raise RuntimeError(
-            f"`{' '.join(cmd)}` failed (exit {proc.returncode}); the log above names the stage. "
-            "Earlier stages' outputs are kept; rerun to continue from the failed stage."
+            f"`{' '.join(cmd)}` failed (exit {proc.returncode}); its output is in the log above. "
+            "Earlier stages' outputs are kept: retry the run to continue from this stage."
         )
 
 
-@flow(name="ssd-pipeline")
-def ssd_pipeline(
-    set_params: list[str] | None = None, force: bool = False, project_dir: str = "."
-) -> dict[str, Any]:
-    """prepare -> train -> evaluate -> register through DVC; returns the metrics and the
-    registry outcome. ``set_params`` like ``["train.epochs=5"]`` runs a DVC experiment."""
-    dvc_repro_task(project_dir, list(set_params or []), force)
+def _stage_task(stage: str) -> Any:
+    @task(
+        name=stage,
+        retries=RETRIES[stage],
+        retry_delay_seconds=10,
+        task_run_name=f"dvc repro {stage}",
+    )
+    def run_stage(project_dir: str, force: bool = False) -> str:
+        cmd = [_bin("dvc"), "repro", "--single-item", stage] + (["--force"] if force else [])
+        _stream(cmd, Path(project_dir))
+        return stage
+
+    return run_stage
+
+
+STAGE_TASKS = {stage: _stage_task(stage) for stage in STAGES}
+
+
+@task(name="set-params", task_run_name="set params")
+def set_params_task(project_dir: str, set_params: list[str]) -> list[str]:
+    """Validate ``KEY=VALUE`` overrides against the config, then write them to params.yaml
+    (as ``dvc exp run --set-param`` does; comments and order are kept)."""
+    from ruamel.yaml import YAML
+
+    path = Path(project_dir) / "params.yaml"
+    try:
+        load_config(path, set_params)  # every key and value checked before anything runs
+        parsed = [parse_override(item) for item in set_params]
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    ryaml = YAML()
+    ryaml.preserve_quotes = True
+    data = ryaml.load(path.read_text()) or {}
+    for parts, value in parsed:
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    with path.open("w") as fh:
+        ryaml.dump(data, fh)
+    get_run_logger().info("params.yaml: %s", ", ".join(set_params))
+    return set_params
+
+
+@task(name="save-experiment", task_run_name="dvc exp save")
+def save_experiment_task(project_dir: str, name: str | None) -> None:
+    """Record the workspace (params, dvc.lock, metrics) as a DVC experiment."""
+    _stream([_bin("dvc"), "exp", "save", *(["--name", name] if name else [])], Path(project_dir))
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if not isinstance(value, int | float) else f"{value:.3f}"
+
+
+@task(name="summary", task_run_name="summary")
+def summary_task(project_dir: str) -> dict[str, Any]:
+    """The markdown artifact of the run: headline metrics, AP by size, TIDE errors, the
+    registry decision and where to look next."""
+    import json
+
     root = Path(project_dir)
     cfg = load_config(root / "params.yaml")
     reports = root / cfg.layout.reports
     metrics = json.loads((reports / "metrics.json").read_text())
-    registry = (
-        json.loads((reports / "registry.json").read_text())
-        if (reports / "registry.json").is_file()
-        else {}
+    detail = json.loads((reports / "evaluation.json").read_text())
+    registry_file = reports / "registry.json"
+    registry = json.loads(registry_file.read_text()) if registry_file.is_file() else {}
+    dap = detail.get("errors", {}).get("dap", {})
+    lines = [
+        f"# SSD pipeline: {cfg.data.name}, {detail.get('split', '?')} split",
+        "",
+        "| COCO AP | AP50 | AP75 | VOC07 mAP@0.5 | F1 (threshold) |",
+        "|---|---|---|---|---|",
+        f"| {_fmt(metrics.get('map'))} | {_fmt(metrics.get('map50'))} | "
+        f"{_fmt(metrics.get('map75'))} | {_fmt(metrics.get('voc07_map50'))} | "
+        f"{_fmt(metrics.get('f1'))} ({_fmt(metrics.get('f1_threshold'))}) |",
+        "",
+        "**AP by object size** (COCO): "
+        + ", ".join(f"{s} {_fmt(metrics.get(f'map_{s}'))}" for s in ("small", "medium", "large")),
+        "",
+        "**Why it fails** (TIDE dAP50, points of AP50 a fix would add): "
+        + ", ".join(f"{k} {100 * v:.1f}" for k, v in dap.items()),
+        "",
+        f"**Registry**: {registry.get('model_uri') or 'not registered'}: "
+        f"{registry.get('reason', 'no registry.json')}",
+        "",
+        "**Where to look next**",
+        f"- plots: `{cfg.layout.reports}/plots/` (PR, F1, confusion matrix, errors), "
+        "`dvc plots show`",
+        f"- the worst images: `{cfg.layout.reports}/samples/`",
+        "- every error in the FiftyOne App: `make browse`",
+        "- runs and models: `make mlflow-ui`; experiments: `dvc exp show`",
+    ]
+    markdown = "\n".join(lines)
+    key = "ssd-" + "".join(c if c.isalnum() else "-" for c in cfg.data.name.lower())
+    create_markdown_artifact(markdown, key=key, description="SSD pipeline summary")
+    get_run_logger().info(
+        "metrics: map %s, map50 %s; registry: %s",
+        _fmt(metrics.get("map")),
+        _fmt(metrics.get("map50")),
+        registry.get("reason"),
     )
-    summary = {k: metrics.get(k) for k in ("map", "map50", "map75", "voc07_map50", "voc_map50")}
-    get_run_logger().info("metrics: %s; registry: %s", summary, registry.get("reason"))
-    return {"metrics": summary, "registry": registry}
+    return {"metrics": metrics, "registry": registry}
+
+
+@flow(name="ssd-pipeline")
+def ssd_pipeline(
+    set_params: list[str] | None = None,
+    force: bool = False,
+    project_dir: str = ".",
+    experiment_name: str | None = None,
+) -> dict[str, Any]:
+    """prepare -> train -> evaluate -> register, each its DVC stage; ``set_params`` like
+    ``["train.epochs=5"]`` makes the run a DVC experiment (named ``experiment_name``)."""
+    if set_params:
+        set_params_task(project_dir, list(set_params))
+    for stage in STAGES:
+        STAGE_TASKS[stage](project_dir, force)
+    if set_params:
+        save_experiment_task(project_dir, experiment_name)
+    result: dict[str, Any] = summary_task(project_dir)
+    return result
+
+
+def _stage_flow(stage: str) -> Any:
+    description = f"The DVC stage `{stage}` alone (its upstream outputs must be up to date)."
+
+    @flow(name=stage, description=description)
+    def run_one(project_dir: str = ".", force: bool = False) -> str:
+        return str(STAGE_TASKS[stage](project_dir, force))
+
+    return run_one
+
+
+prepare_flow = _stage_flow("prepare")
+train_flow = _stage_flow("train")
+evaluate_flow = _stage_flow("evaluate")
+register_flow = _stage_flow("register")

@@ -196,6 +196,11 @@ def evaluate(
         f"VOC mAP50 07 {_percent(metrics['voc07_map50'])}  area {_percent(metrics['voc_map50'])}"
     )
     typer.echo("TIDE dAP50  " + "  ".join(f"{k} {100 * v:.1f}" for k, v in errors.items()))
+    typer.echo(
+        f"best F1 {metrics['f1']:.3f} at score threshold {metrics['f1_threshold']:.2f} "
+        f"(precision {metrics['precision_at_f1']:.3f}, recall {metrics['recall_at_f1']:.3f}); "
+        "deploy it with: ssd detect --score-threshold f1"
+    )
     if metrics["prior_coverage"] is not None:
         typer.echo(f"default boxes cover (IoU≥0.5) {_percent(metrics['prior_coverage'])} % of GT")
     if metrics["images_per_second"] is not None:
@@ -348,12 +353,11 @@ def detect(
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/detect"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per pass")] = 8,
     score_threshold: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--score-threshold",
-            min=0.0,
-            max=1.0,
-            help="keep detections scoring at least this (default: "
+            help="keep detections scoring at least this, in [0, 1], or 'f1' for the "
+            "F1-optimal threshold of the last evaluation (default: "
             "postprocess.detect_score_threshold)",
         ),
     ] = None,
@@ -377,16 +381,26 @@ def detect(
 
     if fmt not in ("json", "csv"):
         fail(f"--format must be json or csv, got '{fmt}'")
-    cfg = get_config(params, set_)
+    from ssd.evaluation.confusion import deploy_threshold
+
+    overrides = list(set_ or [])
+    if score_threshold is not None:
+        overrides.append(f"postprocess.detect_score_threshold={score_threshold}")
+    cfg = get_config(params, overrides)
     path = _local_detector(model, cfg)
     try:
-        detector = load_detector(path, device, cfg.postprocess)
+        threshold = deploy_threshold(cfg.postprocess.detect_score_threshold, cfg.layout.metrics)
+    except ValueError as err:
+        fail(str(err))
+        return
+    settings = cfg.postprocess.model_copy(update={"detect_score_threshold": threshold})
+    try:
+        detector = load_detector(path, device, settings)
         summary = detect_paths(
             detector,
             inputs,
             out,
             batch_size=batch_size,
-            score_threshold=score_threshold,
             draw=not no_draw,
             fmt="csv" if fmt == "csv" else "json",
             progress=not no_progress,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -322,12 +322,11 @@ class PostprocessConfig(_Section):
     nms_threshold: float = Field(0.45, gt=0, le=1, description="per-class NMS IoU (paper: 0.45)")
     candidates_per_class: int = Field(400, ge=1, description="top-k per class before NMS")
     detections_per_image: int = Field(200, ge=1, description="kept per image (paper: 200)")
-    detect_score_threshold: float = Field(
+    detect_score_threshold: Annotated[float, Field(ge=0, le=1)] | Literal["f1"] = Field(
         0.3,
-        ge=0,
-        le=1,
         description="ssd detect and the MLflow model return detections scoring at least this "
-        "(evaluation keeps everything above score_threshold, as mAP needs)",
+        "(evaluation keeps everything above score_threshold, as mAP needs); 'f1' = the "
+        "F1-optimal threshold the last evaluation found (reports/<name>/metrics.json)",
     )
 
 
@@ -420,6 +419,10 @@ class Layout:
     @property
     def metrics(self) -> Path:
         return self.reports / "metrics.json"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.reports / "evaluation.json"
 
     @property
     def registry(self) -> Path:

@@ -197,7 +197,7 @@ def detect_paths(
     if draw:
         (out / "annotated").mkdir(exist_ok=True)
     if score_threshold is None:
-        score_threshold = detector.settings.detect_score_threshold
+        score_threshold = detector.detect_score_threshold
     # raising the candidate threshold before NMS keeps the same top detections, faster
     detector.postprocess.score_threshold = max(score_threshold, detector.settings.score_threshold)
     names = detector.class_names

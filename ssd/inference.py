@@ -64,6 +64,18 @@ class Detector:
         self.settings = postprocess or PostprocessConfig()
         self.postprocess = build_postprocessor(self.model, self.settings)
 
+    @property
+    def detect_score_threshold(self) -> float:
+        """What detect and the MLflow model return: ``postprocess.detect_score_threshold``
+        (``"f1"`` must have been resolved to a number by then, see
+        :func:`ssd.evaluation.confusion.deploy_threshold`)."""
+        value = self.settings.detect_score_threshold
+        if isinstance(value, str):
+            raise ValueError(
+                f"postprocess.detect_score_threshold '{value}' was not resolved to a number"
+            )
+        return value
+
     @torch.inference_mode()
     def predict(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
         """Detections per image; boxes (x1, y1, x2, y2) in that image's pixels, on the CPU."""

@@ -7,13 +7,24 @@ import sys
 
 from ssd.config import load_config
 
-KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "voc07_map50", "voc_map50")
+KEYS = (
+    "map",
+    "map50",
+    "map75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "voc07_map50",
+    "voc_map50",
+    "f1",
+    "f1_threshold",
+)
 
 
 def main() -> None:
     cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
     reports = cfg.layout.reports
-    metrics = json.loads((reports / "metrics.json").read_text())
+    metrics = json.loads(cfg.layout.evaluation.read_text())
     print(f"dataset {cfg.data.name}, split {metrics.get('split', cfg.evaluate.split)}:")
     print("  " + "  ".join(f"{k} {metrics[k]:.3f}" for k in KEYS if metrics.get(k) is not None))
     dap = metrics.get("errors", {}).get("dap", {})
@@ -28,6 +39,10 @@ def main() -> None:
         f"error labels {reports / 'errors'}, detector {cfg.layout.detector}"
     )
     print("  next: make browse (FiftyOne), make mlflow-ui, dvc metrics show, dvc plots show")
+    print(
+        "  keep this run as the baseline of your experiments (DVC staged its files):\n"
+        "    git commit -m 'pipeline run'    # then: dvc exp run -S train.lr=0.01; dvc exp show"
+    )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ def _digest(folder: Path) -> dict[str, str]:
     }
 
 
+def _headline(reports: Path) -> dict[str, object]:
+    metrics = json.loads((reports / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k != "images_per_second"}
+
+
 def test_two_datasets_train_and_evaluate_side_by_side(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     env = dict(os.environ)
@@ -57,6 +62,7 @@ def test_two_datasets_train_and_evaluate_side_by_side(tmp_path: Path, monkeypatc
         _invoke("evaluate", name="a")
         _invoke("suggest-priors", name="a")
         before = {d: _digest(tmp_path / d / "a") for d in ("models", "reports")}
+        before["headline"] = _headline(tmp_path / "reports" / "a")
 
         _invoke("train", "--no-progress", name="b", extra=("tracking.enabled=false",))
         _invoke("evaluate", name="b")
@@ -69,12 +75,13 @@ def test_two_datasets_train_and_evaluate_side_by_side(tmp_path: Path, monkeypatc
     after = {d: _digest(tmp_path / d / "a") for d in ("models", "reports")}
     assert after["models"] == before["models"]  # detector, best, checkpoints, log
     changed = {k for k in before["reports"] if after["reports"].get(k) != before["reports"][k]}
-    assert changed <= {"metrics.json"}  # only its timings differ
+    assert changed <= {"evaluation.json", "metrics.json"}  # their timings differ, and only they
+    assert before["headline"] == _headline(tmp_path / "reports" / "a")
     for name in ("a", "b"):
         assert (tmp_path / "models" / name / "ssd" / "model.safetensors").is_file()
         assert (tmp_path / "models" / name / "checkpoints" / "latest.json").is_file()
         assert (tmp_path / "reports" / name / "suggested_priors.json").is_file()
-        metrics = json.loads((tmp_path / "reports" / name / "metrics.json").read_text())
+        metrics = json.loads((tmp_path / "reports" / name / "evaluation.json").read_text())
         assert metrics["dataset"] == f"data/prepared/{name}"
         samples = list((tmp_path / "reports" / name / "samples").iterdir())
         assert len(samples) == 2

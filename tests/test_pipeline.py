@@ -6,6 +6,7 @@ repo's dvc.yaml and code, then driven with the real dvc, prefect and mlflow.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,7 +67,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the offline page
     (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
     # a copy of the stages' code dependencies (the stages run the installed package), so
     # a test can edit a file and see which stages DVC reruns
     shutil.copytree(REPO / "ssd", root / "ssd", ignore=shutil.ignore_patterns("__pycache__"))
@@ -94,7 +97,9 @@ def first_repro(project: Path) -> str:
 def test_dvc_repro_runs_every_stage_and_registers_a_champion(
     project: Path, first_repro: str
 ) -> None:
-    metrics = json.loads((project / "reports" / "synthetic" / "metrics.json").read_text())
+    metrics = json.loads((project / "reports" / "synthetic" / "evaluation.json").read_text())
+    headline = json.loads((project / "reports" / "synthetic" / "metrics.json").read_text())
+    assert len(headline) < 20 and {"map", "map50", "f1", "f1_threshold"} <= set(headline)
     for key in (
         "map",
         "map50",
@@ -134,6 +139,100 @@ def test_second_repro_does_nothing_and_a_train_param_reruns_only_downstream(
     assert registry["version"] == 2
     # the alias moves only on improvement, and the log says why either way
     assert ("beats the champion" in registry["reason"]) == registry["champion"]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _experiments(project: Path) -> dict[str, dict]:
+    """``dvc exp show --json``: experiment name -> its metrics (reports/synthetic/metrics.json)."""
+    out: dict[str, dict] = {}
+    for commit in json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], project)):
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data", {})
+                metrics = data.get("metrics", {}).get("reports/synthetic/metrics.json", {})
+                out[rev.get("name") or exp.get("name")] = metrics.get("data", {})
+    return out
+
+
+def test_an_experiment_round_trips_to_the_baseline_without_retraining(
+    project: Path, first_repro: str
+) -> None:
+    dvc = str(BIN / "dvc")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run([*git, "add", "-A"], project)
+    run([*git, "commit", "-qm", "baseline"], project)  # what the README says after make run
+    model = project / "models" / "synthetic" / "ssd" / "model.safetensors"
+    baseline = _sha(model)
+
+    out = run([dvc, "exp", "run", "--set-param", "train.seed=7", "--name", "seed7"], project)
+    assert "Running stage 'train'" in out and _sha(model) != baseline
+    assert "map" in _experiments(project)["seed7"]  # dvc exp show has its metrics
+
+    # back to the baseline: its params and lock from git, its outputs from DVC's cache
+    run(["git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock"], project)
+    run([dvc, "checkout"], project)
+    assert _sha(model) == baseline
+    again = run([dvc, "repro"], project)
+    assert "Running stage" not in again  # nothing retrained
+    # and to the experiment again, also without training
+    run([dvc, "exp", "apply", "seed7"], project)
+    assert _sha(model) != baseline
+    assert "Running stage" not in run([dvc, "repro"], project)
+    run(["git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock"], project)
+    run([dvc, "checkout"], project)
+    assert _sha(model) == baseline
+
+
+def test_a_queued_sweep_runs_every_point_and_dvc_exp_show_compares_them(
+    project: Path, first_repro: str
+) -> None:
+    dvc = str(BIN / "dvc")
+    run([dvc, "exp", "run", "--queue", "--set-param", "train.lr=0.01,0.03"], project)
+    run([dvc, "queue", "start", "--jobs", "1"], project)
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        status = run([dvc, "queue", "status"], project)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status + run([dvc, "queue", "logs", "--help"], project)
+    swept = {
+        name: m
+        for name, m in _experiments(project).items()
+        if name not in ("seed7", "seed2") and "map" in m
+    }
+    assert len(swept) >= 2, (status, _experiments(project))
+    run([dvc, "queue", "stop"], project)
+
+
+def test_dvc_plots_page_renders_offline_in_a_real_browser(
+    project: Path, first_repro: str, tmp_path: Path
+) -> None:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).is_file():
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "plots"
+    run([str(BIN / "dvc"), "plots", "show", "--out", str(out)], project)
+    asked: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_context(offline=True).new_page()
+        page.on("request", lambda r: asked.append(r.url))
+        page.goto((out / "index.html").as_uri())
+        page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=30_000)
+        charts = page.locator(".vega-embed").count()
+        drawn = page.locator(".vega-embed canvas, .vega-embed svg").count()
+        titles = (out / "index.html").read_text().count("F1 against the confidence threshold")
+        images = page.locator("img").count()
+        browser.close()
+    assert charts >= 3 and drawn >= 3 and titles >= 1  # PR, F1, confusion drawn by Vega
+    assert images >= 4  # and the evaluation's PNG plots
+    assert not [u for u in asked if not u.startswith(("file:", "data:", "about:"))], asked
 
 
 ALL = {"prepare", "train", "evaluate", "register"}
@@ -204,12 +303,24 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def test_prefect_deployment_run_completes_and_updates_dvc_lock(
+def _api(port: int, path: str, body: dict) -> list[dict]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        result: list[dict] = json.loads(r.read())
+    return result
+
+
+def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on_sigterm(
     project: Path, first_repro: str
 ) -> None:
     port = _free_port()
     env = _env(project) | {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    with open(project / "prefect-server.log", "w") as log:
+    with open(project / "prefect-server.log", "w") as log, open(project / "serve.log", "w") as slog:
         server = subprocess.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             cwd=project,
@@ -224,14 +335,14 @@ def test_prefect_deployment_run_completes_and_updates_dvc_lock(
                 [sys.executable, "-m", "pipelines.serve"],
                 cwd=project,
                 env=env,
-                stdout=log,
+                stdout=slog,
                 stderr=subprocess.STDOUT,
             )
             lock_before = (project / "dvc.lock").read_text()
             deadline = time.time() + 120
             while True:  # wait until serve has registered the deployment
                 p = subprocess.run(
-                    [str(BIN / "prefect"), "deployment", "inspect", "ssd-pipeline/default"],
+                    [str(BIN / "prefect"), "deployment", "inspect", "ssd-pipeline/run-all-stages"],
                     cwd=project,
                     env=env,
                     capture_output=True,
@@ -246,9 +357,11 @@ def test_prefect_deployment_run_completes_and_updates_dvc_lock(
                     str(BIN / "prefect"),
                     "deployment",
                     "run",
-                    "ssd-pipeline/default",
+                    "ssd-pipeline/run-all-stages",
                     "--param",
                     'set_params=["train.seed=2"]',
+                    "--param",
+                    "experiment_name=seed2",
                     "--watch",
                     "--watch-timeout",
                     "480",
@@ -260,14 +373,45 @@ def test_prefect_deployment_run_completes_and_updates_dvc_lock(
                 timeout=540,
             )
             out = result.stdout + result.stderr
-            assert result.returncode == 0, (
-                out + (project / "prefect-server.log").read_text()[-3000:]
-            )
+            assert result.returncode == 0, out + (project / "serve.log").read_text()[-3000:]
             assert "Completed" in out
+
+            # the run graph: one task per DVC stage, in order, each completed
+            (flow_run,) = _api(port, "flow_runs/filter", {"limit": 1, "sort": "START_TIME_DESC"})
+            assert flow_run["state_type"] == "COMPLETED"
+            runs = {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
+            tasks = _api(port, "task_runs/filter", runs)
+            names = [t["name"] for t in sorted(tasks, key=lambda t: t["start_time"])]
+            assert names == [
+                "set params",
+                "dvc repro prepare",
+                "dvc repro train",
+                "dvc repro evaluate",
+                "dvc repro register",
+                "dvc exp save",
+                "summary",
+            ]
+            assert {t["state_type"] for t in tasks} == {"COMPLETED"}
+            # the markdown artifact says what the run gave and why the model fails
+            (artifact,) = _api(
+                port, "artifacts/filter", {"artifacts": {"key": {"any_": ["ssd-synthetic"]}}}
+            )
+            for needle in ("COCO AP", "AP by object size", "TIDE", "Registry", "make browse"):
+                assert needle in artifact["data"], needle
+            # training progress reached the log
+            assert "epoch 1:" in (project / "serve.log").read_text()
+
             lock_after = (project / "dvc.lock").read_text()
             assert lock_after != lock_before  # the deployment run is recorded by DVC
             status = run([str(BIN / "dvc"), "status"], project)
             assert "up to date" in status.lower()
+            exps = run([str(BIN / "dvc"), "exp", "show", "--json"], project)
+            assert '"seed2"' in exps  # recorded as a DVC experiment
+
+            served.send_signal(signal.SIGTERM)  # as docker stop / a process manager does
+            assert served.wait(timeout=60) == 0
+            served = None
+            assert "All deployments have been paused" in (project / "serve.log").read_text()
         finally:
             if served is not None:
                 _stop(served)

@@ -168,6 +168,51 @@ def plot_coverage_comparison(coverage: dict[str, dict[str, Any]], path: Path) ->
     return _save(fig, path)
 
 
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
+    """Counts, coloured by the share of each true class (row); index 0 is background."""
+    names = ["background", *class_names]
+    n = len(names)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    side = min(max(4.5, 0.45 * n + 2.5), 24)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if n <= 25:  # the counts stay legible
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    color = "white" if share[i, j] > 0.5 else "black"
+                    ax.text(
+                        j, i, str(matrix[i, j]), ha="center", va="center", color=color, fontsize=8
+                    )
+    ax.set_xticks(range(n), names, rotation=90 if n > 8 else 30, ha="right" if n <= 8 else "center")
+    ax.set_yticks(range(n), names)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (share of each true class)")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def plot_f1_curve(curve: Any, class_names: Sequence[str], path: Path) -> Path:
+    """F1 against the confidence threshold: each class, the mean, and the best threshold."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    many = len(curve.per_class_f1) > 10
+    for cat, f1 in curve.per_class_f1.items():
+        label = None if many else class_names[cat - 1]
+        ax.plot(curve.thresholds, f1, lw=0.8, alpha=0.5 if many else 0.8, label=label)
+    best = curve.best
+    ax.plot(curve.thresholds, curve.f1, color="k", lw=2.5, label="mean")
+    ax.axvline(curve.thresholds[best], color=FP_COLOR, ls="--")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        xlabel="confidence threshold",
+        ylabel="F1",
+        title=f"F1 {curve.f1[best]:.3f} at threshold {curve.thresholds[best]:.2f}",
+    )
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def draw_sample(
     image_path: Path,
     gt: Sequence[dict[str, Any]],

@@ -3,13 +3,16 @@
 :func:`evaluate_detections` takes COCO results from anywhere (this project's detector or
 another one); :func:`evaluate_model` runs a checkpoint first. Outputs under ``out_dir``:
 
-* ``metrics.json`` – DVC metrics: flat ``map``, ``map50``, ``map75``, ``map_small``,
-  ``map_medium``, ``map_large``, ``mar_1/10/100``, ``voc07_map50``, ``voc_map50``,
-  ``tide_ap50``, ``prior_coverage``, ``images_per_second``, plus ``per_class``, ``errors``
-  (TIDE), ``coverage`` and ``rejected_detections``. Fractions in [0, 1]; ``null`` where a
-  metric is undefined (e.g. no large objects).
+* ``metrics.json`` – the headline figures for ``dvc metrics`` / ``dvc exp show``
+  (:data:`HEADLINE`): COCO AP, AP50, AP75, AP by size, AR@100, VOC07 and VOC2010+ mAP@0.5,
+  the F1-optimal threshold with its F1, precision and recall, images/s.
+* ``evaluation.json`` – everything: those plus ``mar_*``, ``per_class``, ``errors`` (TIDE),
+  ``coverage``, the confusion matrix, ``rejected_detections`` and the post-processing
+  used. Fractions in [0, 1]; ``null`` where a metric is undefined (e.g. no large objects).
 * ``pr_curves.csv`` – DVC plots data: precision at COCO's 101 recall points (IoU 0.5),
-  column ``precision`` (mean over classes) and ``precision_<class>`` per class.
+  column ``precision`` (mean over classes) and ``precision_<class>`` per class;
+  ``f1_curve.csv`` (threshold, precision, recall, f1) and ``confusion.csv`` (one row per
+  object or unpaired detection at the F1-optimal threshold: ``actual``, ``predicted``).
 * ``errors/detections.json`` (by input index) and ``errors/ground_truth.json`` (by
   annotation id): the TIDE label of every detection and GT box.
 * ``plots/*.png`` and ``samples/*.png`` (the worst images first).
@@ -33,6 +36,7 @@ from ssd.config import Config, PostprocessConfig
 from ssd.data.prepared import SIZES, PreparedSplit, annotation_area, size_of
 from ssd.evaluation import plots
 from ssd.evaluation.coco import Backend, coco_evaluate
+from ssd.evaluation.confusion import confusion_matrix, f1_curve
 from ssd.evaluation.coverage import best_prior_iou, coverage_summary, gt_boxes_normalised
 from ssd.evaluation.errors import EvaluationError
 from ssd.evaluation.inputs import check_class_names, check_detections
@@ -55,6 +59,23 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "errors",
     "images_per_second",
 )
+# What metrics.json holds (the rest is in evaluation.json).
+HEADLINE: tuple[str, ...] = (
+    "map",
+    "map50",
+    "map75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_100",
+    "voc07_map50",
+    "voc_map50",
+    "f1",
+    "f1_threshold",
+    "precision_at_f1",
+    "recall_at_f1",
+    "images_per_second",
+)
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -66,6 +87,16 @@ def _finite_or_none(value: float | None) -> float | None:
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def _write_csv(path: Path, header: list[str], rows: Any) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(
+                [round(float(v), 6) if isinstance(v, float | np.floating) else v for v in row]
+            )
 
 
 def _write_pr_csv(path: Path, table: dict[str, Any]) -> None:
@@ -192,6 +223,14 @@ def evaluate_detections(
         "coco_backend": backend,
         "postprocess": None if postprocess is None else postprocess.model_dump(mode="json"),
     }
+    curve = f1_curve(voc)
+    metrics.update(curve.summary())
+    matrix, pairs = confusion_matrix(data.dataset, dets, curve.best_threshold)
+    metrics["confusion_matrix"] = {
+        "labels": ["background", *names],
+        "score_threshold": curve.best_threshold,
+        "rows_true_columns_predicted": matrix.tolist(),
+    }
 
     # Per-object labels, keyed by the input's detection index and by annotation id.
     det_rows: dict[str, Any] = {}
@@ -225,7 +264,18 @@ def evaluate_detections(
 
     table = plots.pr_curve_table(coco, names)
     _write_pr_csv(out / "pr_curves.csv", table)
+    _write_csv(
+        out / "f1_curve.csv",
+        ["threshold", "precision", "recall", "f1"],
+        zip(curve.thresholds, curve.precision, curve.recall, curve.f1, strict=True),
+    )
+    labels = ["background", *names]
+    _write_csv(
+        out / "confusion.csv", ["actual", "predicted"], ((labels[t], labels[p]) for t, p in pairs)
+    )
     if plots_enabled:
+        plots.plot_confusion_matrix(matrix, names, out / "plots" / "confusion_matrix.png")
+        plots.plot_f1_curve(curve, names, out / "plots" / "f1_curve.png")
         plots.plot_pr_curves(coco, names, out / "plots" / "pr_curves.png")
         plots.plot_ap_by_size(coco.stats, size_counts, out / "plots" / "ap_by_size.png")
         plots.plot_tide(tide, out / "plots" / "errors_dap.png")
@@ -236,7 +286,8 @@ def evaluate_detections(
     seconds = time.perf_counter() - start
     metrics["eval_seconds"] = round(seconds, 3)
     metrics["eval_seconds_per_100_images"] = round(100 * seconds / len(data.images), 3)
-    _write_json(out / "metrics.json", _json_safe(metrics))
+    _write_json(out / "evaluation.json", _json_safe(metrics))
+    _write_json(out / "metrics.json", _json_safe({k: metrics.get(k) for k in HEADLINE}))
     return metrics
 
 

@@ -36,6 +36,7 @@ class VocClassResult:
     num_detections: int
     recall: np.ndarray  # cumulative, one per counted (non-ignored) detection, by score
     precision: np.ndarray
+    scores: np.ndarray  # the score of each counted detection, decreasing
 
 
 @dataclass
@@ -149,6 +150,7 @@ def voc_evaluate(
             num_detections=int(order.size),
             recall=recall,
             precision=precision,
+            scores=det_score[order][counted],
         )
     ap07 = [r.ap07 for r in per_class.values() if r.ap07 is not None]
     ap = [r.ap for r in per_class.values() if r.ap is not None]

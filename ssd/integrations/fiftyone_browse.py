@@ -142,10 +142,10 @@ def _build_samples(
 ) -> tuple[list[fo.Sample], list[str], dict[str, Any]]:
     """Samples with ground truth and predictions; the class names; the metrics."""
     data = PreparedSplit.load(prepared_dir, split)
-    metrics = _read_json(reports_dir / "metrics.json")
+    metrics = _read_json(reports_dir / "evaluation.json")
     if metrics.get("split") != split:
         raise BrowseError(
-            f"{reports_dir}/metrics.json is for split '{metrics.get('split')}', not '{split}'; "
+            f"{reports_dir}/evaluation.json is for split '{metrics.get('split')}', not '{split}'; "
             f"run `ssd evaluate --split {split}` or pass --split {metrics.get('split')}"
         )
     det_rows: dict[str, dict[str, Any]] = _read_json(reports_dir / "errors" / "detections.json")

@@ -32,7 +32,7 @@ def detect_table(
     """Detections for paths or HxWx3 uint8 arrays as a DataFrame (``COLUMNS``), those scoring
     at least ``score_threshold`` (None: ``postprocess.detect_score_threshold``)."""
     if score_threshold is None:
-        score_threshold = detector.settings.detect_score_threshold
+        score_threshold = detector.detect_score_threshold
     detector.postprocess.score_threshold = max(score_threshold, detector.settings.score_threshold)
     items = _as_items(model_input)
     rows: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from typing import Any
 from ssd.config import Config
 from ssd.data.errors import DataError
 from ssd.data.prepared import PreparedSplit
+from ssd.evaluation.confusion import deploy_threshold
 from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
 from ssd.integrations.mlflow_model import log_detector_model
 from ssd.provenance import dataset_fingerprint, git_commit
@@ -154,12 +155,14 @@ def register_from_config(cfg: Config) -> dict[str, Any]:
         cfg.layout.registry.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
         return result
     split_name: str = cfg.evaluate.split
-    if metrics_path.is_file():  # the split that was evaluated (evaluate --split may differ)
-        split_name = str(json.loads(metrics_path.read_text()).get("split", split_name))
+    if cfg.layout.evaluation.is_file():  # the split evaluated (evaluate --split may differ)
+        split_name = str(json.loads(cfg.layout.evaluation.read_text()).get("split", split_name))
     try:
         split = PreparedSplit.load(cfg.layout.prepared, split_name)
-    except DataError as err:
+        threshold = deploy_threshold(cfg.postprocess.detect_score_threshold, metrics_path)
+    except (DataError, ValueError) as err:
         raise RegistryError(str(err)) from None
+    postprocess = cfg.postprocess.model_dump(mode="json") | {"detect_score_threshold": threshold}
     return register(
         cfg.layout.detector,
         metrics_path,
@@ -169,5 +172,5 @@ def register_from_config(cfg: Config) -> dict[str, Any]:
         cfg.tracking.experiment,
         cfg.registered_model_name,
         cfg.tracking.champion_metric,
-        cfg.postprocess.model_dump(mode="json"),
+        postprocess,
     )

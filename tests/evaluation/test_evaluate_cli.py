@@ -38,7 +38,7 @@ def test_evaluate_detection_file(tmp_path) -> None:
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "1 detections reach past the image border" in res.output
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "evaluation.json").read_text())
     assert metrics["map50"] == 0.5 and metrics["num_rejected_detections"] == 0
 
 
@@ -90,7 +90,7 @@ def test_results_file_with_boxes_past_the_border_scores_as_pycocotools(tmp_path)
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert f"{past} detections reach past the image border" in res.output
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "evaluation.json").read_text())
     assert metrics["num_detections"] == len(dets) and metrics["num_rejected_detections"] == 0
 
     dataset = coco_dict(images, anns, 4)

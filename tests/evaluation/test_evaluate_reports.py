@@ -55,7 +55,7 @@ def test_writes_metrics_plots_and_labels(prepared, tmp_path) -> None:
     metrics = evaluate_detections(
         load(prepared), [*GOOD, *BAD, PAST_BORDER], out, priors=priors, sample_images=2
     )
-    saved = json.loads((out / "metrics.json").read_text())
+    saved = json.loads((out / "evaluation.json").read_text())
     for key in REQUIRED_KEYS:
         assert key in saved, key
     assert saved["map"] == metrics["map"] and 0 < saved["map"] < 1
@@ -84,7 +84,31 @@ def test_writes_metrics_plots_and_labels(prepared, tmp_path) -> None:
     assert gts["1"]["label"] == "tp" and gts["2"]["label"] == "cls" and gts["4"]["label"] == "miss"
     assert gts["1"]["detection"] == 0 and gts["1"]["best_prior_iou"] is not None
     assert saved["coverage"]["count"] == 4 and saved["prior_coverage"] is not None
-    for name in ("pr_curves", "ap_by_size", "errors_dap", "prior_coverage"):
+    # F1 against confidence: cat is perfect above its first false positive (0.8); dog has no
+    # detection, so the best mean F1 is 0.5, reached just above 0.8
+    assert saved["f1"] == pytest.approx(0.5) and saved["f1_threshold"] == pytest.approx(0.81)
+    headline = json.loads((out / "metrics.json").read_text())
+    assert headline["f1_threshold"] == saved["f1_threshold"] and "per_class" not in headline
+    # confusion at that threshold: rows true, columns predicted, 0 = background
+    cm = saved["confusion_matrix"]
+    assert cm["labels"] == ["background", "cat", "dog"] and cm["score_threshold"] == 0.81
+    assert cm["rows_true_columns_predicted"] == [[0, 0, 0], [1, 1, 0], [2, 0, 0]]
+    with (out / "confusion.csv").open() as f:
+        pairs = sorted(tuple(r.values()) for r in csv.DictReader(f))
+    assert pairs == [
+        ("cat", "background"),
+        ("cat", "cat"),
+        ("dog", "background"),
+        ("dog", "background"),
+    ]
+    for name in (
+        "pr_curves",
+        "ap_by_size",
+        "errors_dap",
+        "prior_coverage",
+        "confusion_matrix",
+        "f1_curve",
+    ):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
     samples = sorted(p.name for p in (out / "samples").iterdir())
     assert len(samples) == 2 and samples[0].startswith("000_")

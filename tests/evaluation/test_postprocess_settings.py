@@ -55,7 +55,7 @@ def test_evaluate_uses_the_postprocess_section(project, tmp_path) -> None:
         )
         res = runner.invoke(app, ["evaluate", "--out", str(out), *sets])
         assert res.exit_code == 0, res.output
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = json.loads((out / "evaluation.json").read_text())
         assert metrics["postprocess"]["nms_threshold"] == nms
         assert metrics["postprocess"]["detections_per_image"] == per_image
         counts[nms] = metrics["num_detections"]
