@@ -521,8 +521,14 @@ def browse(
     typer.echo("saved views: " + ", ".join(ds.list_saved_views()))
     if no_launch:
         return
-    session = launch_app(ds, address=address, port=port)
-    typer.echo(f"FiftyOne App: {app_url(ds, address, port)}  (Ctrl-C to stop)")
+    from ssd.integrations.fiftyone_browse import CONFIDENT_VIEW
+
+    session = launch_app(ds, address=address, port=port, view=CONFIDENT_VIEW)
+    typer.echo(
+        f"FiftyOne App: {app_url(ds, address, port, CONFIDENT_VIEW)}  (Ctrl-C to stop); "
+        f"it opens on predictions with confidence >= {ds.info['confidence_threshold']:.2f}, "
+        "every prediction is in the dataset itself"
+    )
     try:
         session.wait(-1)
     except KeyboardInterrupt:

@@ -259,6 +259,27 @@ def test_dataset_has_labels_evaluation_and_error_types(
     assert gt.difficult is bool(first.get("difficult", 0))
     assert all(0 < c <= 1 for c in ds.values("predictions.detections.confidence", unwind=True))
 
+    # The attributes we add are declared, so the App's sidebar can filter on them.
+    flat = ds.get_field_schema(flat=True)
+    for path in (
+        "predictions.detections.error_type",
+        "predictions.detections.size",
+        "predictions.detections.tide_iou",
+        "ground_truth.detections.error_type",
+    ):
+        assert path in flat, path
+    # The view the App opens on shows the confident predictions; the dataset keeps all.
+    from ssd.integrations.fiftyone_browse import CONFIDENT_VIEW
+
+    confident = ds.load_saved_view(CONFIDENT_VIEW)
+    threshold = ds.info["confidence_threshold"]
+    assert threshold == browse_env["metrics"]["f1_threshold"] or threshold == 0.3
+    kept = confident.values("predictions.detections.confidence", unwind=True)
+    assert len(confident) == len(ds) and all(c >= threshold for c in kept)
+    assert len(kept) == ds.count("predictions.detections") - len(
+        [c for c in ds.values("predictions.detections.confidence", unwind=True) if c < threshold]
+    )
+
     # Every error type occurs, and the counts are those of metrics.json / errors/*.json.
     counts = error_type_counts(ds)
     tide = browse_env["metrics"]["errors"]["counts"]
@@ -413,7 +434,7 @@ def test_app_shows_dataset_and_saved_views(
                 page.screenshot(path=str(tmp_path / "saved_views.png"))
                 page.keyboard.press("Escape")
                 # Each saved view opens by its URL and shows its own number of items.
-                for view_name in SAVED_VIEWS:
+                for view_name in [*SAVED_VIEWS, "confident-predictions"]:
                     view = browse_dataset.load_saved_view(view_name)
                     one, many = ("patch", "patches") if view._is_patches else ("sample", "samples")
                     unit = one if len(view) == 1 else many

@@ -19,7 +19,11 @@ a persistent FiftyOne dataset named ``ssd-<data.name>-<split>``:
   label tag ``error:<type>``, so the App's tag filter shows one type in one click.
 * ``size`` per object: ``small`` / ``medium`` / ``large`` by COCO's area bounds (box area in
   pixels², :func:`ssd.data.prepared.size_of`).
-* Saved views: :data:`SAVED_VIEWS`.
+* Saved views: :data:`SAVED_VIEWS` (FiftyOne's evaluation patches among them), and
+  :data:`CONFIDENT_VIEW`, which ``ssd browse`` opens: the predictions at or above the
+  evaluation's F1-optimal threshold (the dataset itself keeps every prediction).
+* The objects' extra attributes (``error_type``, ``size``, ``tide_iou``, ...) are declared
+  on the dataset, so the App's sidebar filters on them.
 
 Re-running replaces the samples, the evaluation and these saved views; views the user saved
 in the App are kept. :func:`launch_app` serves the App on 127.0.0.1 by default.
@@ -46,6 +50,7 @@ from ssd.data.prepared import PreparedSplit, annotation_area, size_of
 EVAL_KEY = "eval"
 IOU = 0.5
 HIGH_CONFIDENCE = 0.5
+DEFAULT_CONFIDENCE = 0.3  # the default view's cut when the evaluation has no F1 threshold
 
 # TIDE's short labels (ssd.evaluation.tide) -> the names shown in the App.
 ERROR_TYPE_NAMES: dict[str, str] = {
@@ -100,6 +105,11 @@ def _class_confusions(ds: fo.Dataset) -> fo.DatasetView:
     return ds.filter_labels("predictions", F("error_type") == "classification")
 
 
+def _evaluation_patches(ds: fo.Dataset) -> fo.DatasetView:
+    """FiftyOne's own evaluation patches: every TP pair, FP and FN as a patch (``eval``)."""
+    return ds.to_evaluation_patches(EVAL_KEY)
+
+
 SAVED_VIEWS: dict[str, tuple[str, Callable[[fo.Dataset], fo.DatasetView]]] = {
     "high-confidence-false-positives": (
         "False positives with confidence >= 0.5, one patch each, most confident first",
@@ -117,7 +127,20 @@ SAVED_VIEWS: dict[str, tuple[str, Callable[[fo.Dataset], fo.DatasetView]]] = {
         "Detections on an object (IoU >= 0.5) with the wrong class (TIDE cls)",
         _class_confusions,
     ),
+    "evaluation-patches": (
+        "FiftyOne's evaluation patches: each true positive, false positive and miss (IoU 0.5)",
+        _evaluation_patches,
+    ),
 }
+# The view `ssd browse` opens: predictions at or above the evaluation's F1-optimal threshold
+# (every prediction down to postprocess.score_threshold is in the dataset, one click away:
+# choose the dataset itself in the view menu, or any other saved view).
+CONFIDENT_VIEW = "confident-predictions"
+
+
+def confident_predictions(ds: fo.Dataset, threshold: float) -> fo.DatasetView:
+    """All samples, with only the predictions scoring at least ``threshold`` shown."""
+    return ds.filter_labels("predictions", F("confidence") >= threshold, only_matches=False)
 
 
 def _read_json(path: Path) -> Any:
@@ -265,8 +288,19 @@ def build_browse_dataset(
         compute_mAP=True,
         progress=False,
     )
+    # Declare the attributes we added to every object (error_type, size, tide_iou, ...) so the
+    # App lists them in its sidebar and can filter on them.
+    ds.add_dynamic_sample_fields()
     for view_name, (description, make) in SAVED_VIEWS.items():
         ds.save_view(view_name, make(ds), description=description, overwrite=True)
+    threshold = float(metrics.get("f1_threshold") or DEFAULT_CONFIDENCE)
+    ds.save_view(
+        CONFIDENT_VIEW,
+        confident_predictions(ds, threshold),
+        description=f"Predictions with confidence >= {threshold:.2f} (the evaluation's "
+        "F1-optimal threshold); the dataset itself has every prediction",
+        overwrite=True,
+    )
     ds.info = {
         "prepared_dir": str(prepared),
         "split": split,
@@ -274,6 +308,7 @@ def build_browse_dataset(
         "error_counts": metrics.get("errors", {}).get("counts", {}),
         "map50": metrics.get("map50"),
         "map": metrics.get("map"),
+        "confidence_threshold": threshold,
     }
     ds.save()
     return ds
@@ -286,13 +321,18 @@ def error_type_counts(ds: fo.Dataset) -> dict[str, int]:
     return {t: (gt if t == "missed" else pred)[t] for t in ERROR_TYPES}
 
 
-def app_url(ds: fo.Dataset, address: str = "127.0.0.1", port: int = 5151) -> str:
+def app_url(
+    ds: fo.Dataset, address: str = "127.0.0.1", port: int = 5151, view: str | None = None
+) -> str:
     host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}/datasets/{ds.name}"
+    return f"http://{host}:{port}/datasets/{ds.name}" + (f"?view={view}" if view else "")
 
 
-def launch_app(ds: fo.Dataset, address: str = "127.0.0.1", port: int = 5151) -> fo.Session:
-    """Serve the App for ``ds`` on ``address:port`` without opening a browser.
+def launch_app(
+    ds: fo.Dataset, address: str = "127.0.0.1", port: int = 5151, view: str | None = None
+) -> fo.Session:
+    """Serve the App for ``ds`` (opened on the saved view ``view``, if given) on
+    ``address:port`` without opening a browser.
 
     The server (and the database) stop when this process ends; ``session.wait(-1)`` keeps
     it running until Ctrl-C. FiftyOne's banner and its SSH port-forwarding advice for
@@ -302,6 +342,7 @@ def launch_app(ds: fo.Dataset, address: str = "127.0.0.1", port: int = 5151) -> 
     level = session_log.level
     session_log.setLevel(logging.WARNING)
     try:
-        return fo.launch_app(ds, address=address, port=port, remote=True, auto=False)
+        shown = ds.load_saved_view(view) if view else ds
+        return fo.launch_app(shown, address=address, port=port, remote=True, auto=False)
     finally:
         session_log.setLevel(level)
