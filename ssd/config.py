@@ -363,6 +363,18 @@ class TrackingConfig(_Section):
         None, description="registered model name; null = ssd-<data.name> (one per dataset)"
     )
     champion_metric: str = Field("map", description="metric that decides the champion alias")
+    champion_min_delta: float = Field(
+        0.001,
+        ge=0,
+        description="a new version takes the champion alias only when its champion_metric "
+        "beats the champion's by more than this (a tie never moves it)",
+    )
+    register_min: float = Field(
+        0.01,
+        ge=0,
+        description="versions whose champion_metric is below this are not registered "
+        "(registry.json says so): a broken or untrained model never enters the registry",
+    )
 
 
 class Config(_Section):

@@ -17,10 +17,16 @@ def test_better_version_takes_the_alias() -> None:
     assert promote and "beats the champion's 0.4000" in reason
 
 
-@pytest.mark.parametrize("new", [0.4, 0.3])
+@pytest.mark.parametrize("new", [0.4, 0.3, 0.4009])
 def test_equal_or_worse_version_stays_without_the_alias(new: float) -> None:
-    promote, reason = decide_champion(new, 0.4, "map")
+    promote, reason = decide_champion(new, 0.4, "map", min_delta=0.001)
     assert not promote and "alias unchanged" in reason
+
+
+def test_a_tie_printed_alike_never_moves_the_alias() -> None:
+    """0.49871 vs 0.4987 used to read "map 0.4987 beats the champion's 0.4987"."""
+    promote, reason = decide_champion(0.49871, 0.4987, "map", min_delta=0.001)
+    assert not promote and "does not beat the champion's 0.4987 by more than 0.001" in reason
 
 
 def test_missing_inputs_are_named(tmp_path) -> None:

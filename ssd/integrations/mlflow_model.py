@@ -6,6 +6,8 @@ its artifact, the ``ssd`` package as code and the inference settings as ``model_
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,19 @@ PIP_REQUIREMENTS = [
 ]
 
 
+def image_data_uri(path: str | Path, side: int = 96) -> str:
+    """A ``data:image/png;base64,...`` URI of the image at ``path``, shrunk to at most
+    ``side`` pixels: an input example that works wherever the model is loaded."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB")
+        small.thumbnail((side, side))
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def log_detector_model(
     model_dir: str | Path,
     example_image: str | Path,
@@ -31,19 +46,30 @@ def log_detector_model(
     The model is logged from code (``mlflow_pyfunc_model.py``), with the ``ssd`` package as
     code, so loading it never unpickles an object. ``postprocess`` (the ``postprocess``
     section as a dict; None = defaults) is the model's ``model_config``: the inference
-    settings it applies when loaded.
+    settings it applies when loaded. Its signature: a DataFrame with an ``image`` column
+    (file paths or ``data:`` URIs) in, one row per detection out, and the inference param
+    ``score_threshold`` (default: the settings' ``detect_score_threshold``). The input
+    example is the example image itself, inlined as a small ``data:`` URI.
     """
     import mlflow
     import pandas as pd
 
+    from ssd.config import PostprocessConfig
+
+    settings = PostprocessConfig.model_validate(postprocess or {})
+    threshold = settings.detect_score_threshold
+    default = 0.3 if isinstance(threshold, str) else float(threshold)
     here = Path(__file__).resolve()
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=str(here.with_name("mlflow_pyfunc_model.py")),
         artifacts={"detector": str(model_dir)},
-        input_example=pd.DataFrame({"image": [str(example_image)]}),
+        input_example=(
+            pd.DataFrame({"image": [image_data_uri(example_image)]}),
+            {"score_threshold": default},
+        ),
         pip_requirements=PIP_REQUIREMENTS,
         code_paths=[str(here.parents[1])],
-        model_config=postprocess or {},
+        model_config=settings.model_dump(mode="json"),
     )
     return str(info.model_uri)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ssd.provenance import dataset_fingerprint, git_commit
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+RUN_FILE = "mlflow_run.json"  # in the detector folder: the MLflow run that trained it
 
 
 class RegistryError(RuntimeError):
@@ -40,15 +42,44 @@ def _flat_numeric(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def decide_champion(new: float | None, current: float | None, metric: str) -> tuple[bool, str]:
-    """Whether the new version takes the alias, and why (pure, for testing)."""
+def decide_champion(
+    new: float | None, current: float | None, metric: str, min_delta: float = 0.001
+) -> tuple[bool, str]:
+    """Whether the new version takes the alias, and why (pure, for testing): only a strict
+    improvement by more than ``min_delta`` moves it (a tie never does)."""
     if new is None:
         return False, f"the new version has no '{metric}' value; alias left where it is"
     if current is None:
         return True, f"first version with a '{metric}' value ({new:.4f}); it becomes champion"
-    if new > current:
-        return True, f"{metric} {new:.4f} beats the champion's {current:.4f}"
-    return False, f"{metric} {new:.4f} does not beat the champion's {current:.4f}; alias unchanged"
+    if new > current + min_delta:
+        return (
+            True,
+            f"{metric} {new:.4f} beats the champion's {current:.4f} by more than {min_delta:g}",
+        )
+    return False, (
+        f"{metric} {new:.4f} does not beat the champion's {current:.4f} by more than "
+        f"{min_delta:g}; alias unchanged"
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When a version is registered and when it becomes champion (``tracking`` section)."""
+
+    metric: str = "map"
+    min_delta: float = 0.001
+    register_min: float = 0.01
+
+
+def training_run(model_dir: Path) -> str | None:
+    """The MLflow run that trained the detector in ``model_dir`` (``ssd train`` writes
+    ``mlflow_run.json`` there when it tracks), or None."""
+    path = model_dir / RUN_FILE
+    try:
+        run_id = json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(run_id) if run_id else None
 
 
 def register(
@@ -56,17 +87,22 @@ def register(
     metrics_path: str | Path,
     split: PreparedSplit,
     out: str | Path,
+    *,
     tracking_uri: str | None = None,
     experiment: str = "ssd",
     model_name: str = "ssd",
-    metric: str = "map",
+    policy: Policy = Policy(),
     postprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Register ``model_dir`` with the metrics in ``metrics_path``; write what happened to
     ``out`` (``registry.json``) and return it.
 
-    ``split`` is the evaluated split (its dataset's fingerprint is recorded; its first image
-    is the model's input example); ``postprocess`` travels with the model as its settings.
+    A version below ``policy.register_min`` is not registered. Otherwise the pyfunc model
+    (with ``postprocess`` as its settings; ``split``'s first image as its input example) is
+    logged in the run that trained the detector, when known, so the registered version
+    points at the training run (its params, curves and dataset); a child run ``register``
+    under it records the decision. The alias ``champion`` moves only on a strict
+    improvement (:func:`decide_champion`).
     """
     model_dir, metrics_path, out = Path(model_dir), Path(metrics_path), Path(out)
     if not (model_dir / "model.safetensors").is_file():
@@ -74,42 +110,52 @@ def register(
     if not metrics_path.is_file():
         raise RegistryError(f"no metrics at '{metrics_path}'; run `ssd evaluate` first")
     metrics = json.loads(metrics_path.read_text())
+    metric = policy.metric
     if metric not in metrics:
         raise RegistryError(
             f"tracking.champion_metric '{metric}' is not in {metrics_path}; "
             f"choose one of {', '.join(sorted(_flat_numeric(metrics)))}"
         )
+    value = metrics.get(metric)
+    new_value = float(value) if isinstance(value, int | float) else None
+    fingerprint = dataset_fingerprint(split.root)
+    result: dict[str, Any] = {
+        "model_name": model_name,
+        "metric": metric,
+        "value": new_value,
+        "dataset_fingerprint": fingerprint,
+        "version": None,
+        "model_uri": None,
+        "champion": False,
+    }
+    if new_value is None or new_value < policy.register_min:
+        shown = "none" if new_value is None else f"{new_value:.4f}"
+        result["reason"] = (
+            f"{metric} {shown} is below tracking.register_min {policy.register_min:g}: "
+            "not registered"
+        )
+        _write(out, result)
+        log.info("%s", result["reason"])
+        return result
+
     configure_offline_defaults()
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    mlflow.set_experiment(experiment)
-    fingerprint = dataset_fingerprint(split.root)
-    value = metrics.get(metric)
-    new_value = float(value) if isinstance(value, int | float) else None
-    with mlflow.start_run(run_name=f"register-{split.root.name}") as run:
-        mlflow.set_tags(
-            {
-                "dataset": split.root.name,
-                "dataset_fingerprint": fingerprint,
-                "git_commit": git_commit() or "unknown",
-                "stage": "register",
-            }
-        )
-        mlflow.log_metrics(_flat_numeric(metrics))
-        mlflow.log_artifact(str(metrics_path), "evaluation")
-        model_uri = log_detector_model(model_dir, split.example_image(), postprocess)
-    tags = {
-        "dataset_fingerprint": fingerprint,
-        "run_id": run.info.run_id,
-        "champion_metric": metric,
-    }
-    if new_value is not None:
-        tags[metric] = f"{new_value:.6f}"
-    version = mlflow.register_model(model_uri, model_name, tags=tags)
-
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
     client = MlflowClient()
+    train_id = training_run(model_dir)
+    if train_id is not None:
+        try:
+            client.get_run(train_id)
+        except Exception:  # trained against another tracking store
+            train_id = None
+    tags = {
+        "dataset": split.root.name,
+        "dataset_fingerprint": fingerprint,
+        "git_commit": git_commit() or "unknown",
+    }
     current_version, current_value = None, None
     try:
         champ = client.get_model_version_by_alias(model_name, CHAMPION)
@@ -118,25 +164,53 @@ def register(
         current_value = float(raw) if raw is not None else None
     except Exception:  # no champion yet
         pass
-    promote, reason = decide_champion(new_value, current_value, metric)
+    promote, reason = decide_champion(new_value, current_value, metric, policy.min_delta)
+    # The model goes into the training run when there is one; the decision into a run
+    # `register` (a child of the training run, or on its own).
+    if train_id is not None:
+        with mlflow.start_run(run_id=train_id, experiment_id=experiment_id):
+            model_uri = log_detector_model(model_dir, split.example_image(), postprocess)
+    with mlflow.start_run(
+        run_name=f"register-{split.root.name}",
+        experiment_id=experiment_id,
+        parent_run_id=train_id,
+        tags={**tags, "stage": "register"},
+    ) as register_run:
+        if train_id is None:
+            model_uri = log_detector_model(model_dir, split.example_image(), postprocess)
+        mlflow.log_metrics(_flat_numeric(metrics))
+        mlflow.log_dict({"decision": reason, "champion": promote}, "registry.json")
+        version = mlflow.register_model(
+            model_uri,
+            model_name,
+            tags={
+                **tags,
+                "run_id": train_id or register_run.info.run_id,
+                metric: repr(new_value),
+            },
+        )
+        mlflow.set_tag("model_version", str(version.version))
     if promote:
         client.set_registered_model_alias(model_name, CHAMPION, version.version)
     log.info("registered %s version %s: %s", model_name, version.version, reason)
-    result = {
-        "model_name": model_name,
-        "version": int(version.version),
-        "metric": metric,
-        "value": new_value,
-        "champion": promote,
-        "previous_champion_version": int(current_version) if current_version else None,
-        "previous_champion_value": current_value,
-        "reason": reason,
-        "dataset_fingerprint": fingerprint,
-        "model_uri": f"models:/{model_name}/{version.version}",
-    }
+    result.update(
+        {
+            "version": int(version.version),
+            "champion": promote,
+            "previous_champion_version": int(current_version) if current_version else None,
+            "previous_champion_value": current_value,
+            "reason": reason,
+            "model_uri": f"models:/{model_name}/{version.version}",
+            "training_run_id": train_id,
+        }
+    )
+    _write(out, result)
+    return result
+
+
+def _write(out: Path, result: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return result
 
 
 def register_from_config(cfg: Config) -> dict[str, Any]:
@@ -163,14 +237,15 @@ def register_from_config(cfg: Config) -> dict[str, Any]:
     except (DataError, ValueError) as err:
         raise RegistryError(str(err)) from None
     postprocess = cfg.postprocess.model_dump(mode="json") | {"detect_score_threshold": threshold}
+    t = cfg.tracking
     return register(
         cfg.layout.detector,
         metrics_path,
         split,
         cfg.layout.registry,
-        cfg.tracking.tracking_uri,
-        cfg.tracking.experiment,
-        cfg.registered_model_name,
-        cfg.tracking.champion_metric,
-        postprocess,
+        tracking_uri=t.tracking_uri,
+        experiment=t.experiment,
+        model_name=cfg.registered_model_name,
+        policy=Policy(t.champion_metric, t.champion_min_delta, t.register_min),
+        postprocess=postprocess,
     )
