@@ -45,6 +45,8 @@ CSV_COLUMNS = [
     "h",
     "score",
 ]
+
+
 class DetectError(ValueError):
     """Nothing to detect on (no input files at all); the message says what was given."""
 
@@ -60,17 +62,25 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[dict[s
     for item in inputs:
         text = str(item)
         path = Path(text)
-        if path.is_dir():
-            found.update(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        elif path.is_file():
-            found.add(path)
-        elif glob.has_magic(text):
-            matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
-            if not matches:
-                skipped.append({"file_name": text, "reason": "the pattern matches no file"})
-            found.update(matches)
-        else:
-            skipped.append({"file_name": text, "reason": "no such file or folder"})
+        try:
+            if "\x00" in text:
+                raise ValueError("the name contains a NUL character")
+            if path.is_dir():
+                found.update(
+                    p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                )
+            elif path.is_file():
+                found.add(path)
+            elif glob.has_magic(text):
+                matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+                if not matches:
+                    skipped.append({"file_name": text, "reason": "the pattern matches no file"})
+                found.update(matches)
+            else:
+                skipped.append({"file_name": text, "reason": "no such file or folder"})
+        except (OSError, ValueError) as err:  # a name too long, a NUL, no permission
+            reason = getattr(err, "strerror", None) or str(err)
+            skipped.append({"file_name": text[:200], "reason": f"cannot be used: {reason}"})
     files = []
     for p in sorted(found):
         if p.suffix.lower() in IMAGE_SUFFIXES:

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ class DecodedImage:
     stored_size: tuple[int, int]
     format: str
     mode: str
+    deep: bool = False  # more than 8 bits per sample in the file (Pillow may show 8)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -89,7 +91,12 @@ class DecodedImage:
     def plain(self) -> bool:
         """Whether any reader shows the file as this reader does: JPEG or PNG, 8-bit samples,
         no orientation to apply. Other files are re-encoded when a dataset is prepared."""
-        return self.format in PLAIN_FORMATS and self.mode in PLAIN_MODES and self.orientation == 1
+        return (
+            self.format in PLAIN_FORMATS
+            and self.mode in PLAIN_MODES
+            and not self.deep
+            and self.orientation == 1
+        )
 
 
 def _first_line(err: BaseException) -> str:
@@ -172,6 +179,8 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> De
             with Image.open(fp, formats=FORMATS) as im:
                 check_pixels(im.width, im.height, max_pixels)
                 fmt, mode, stored = str(im.format), im.mode, im.size
+                # a 16-bit RGB PNG opens as mode RGB (its high bytes); its tile says 16
+                deep = any(";16" in str(tile[3]) for tile in im.tile)
                 orientation = _orientation(im)
                 im.load()
                 shown = ImageOps.exif_transpose(im) if orientation != 1 else im
@@ -180,8 +189,14 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> De
                     pixels = im.copy()  # the file is closed on leaving the with block
         except ImageReadError:
             raise
-        except Image.DecompressionBombError as err:
-            raise ImageReadError(f"{_first_line(err)}; not decoded", TOO_LARGE) from None
+        except Image.DecompressionBombError as err:  # over twice Pillow's limit: its check
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            pixels = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "the image"
+            raise ImageReadError(
+                f"{pixels} is over the limit of {max_pixels / 1e6:.0f} (a decompression bomb, "
+                "or an image to tile or downscale first); not decoded",
+                TOO_LARGE,
+            ) from None
         except UnidentifiedImageError:
             raise ImageReadError(
                 "not a readable image: corrupt, or not one of the formats read "
@@ -192,7 +207,7 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> De
             raise ImageReadError("file not found", CORRUPT) from None
         except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as err:
             raise ImageReadError(f"cannot be decoded: {_first_line(err)}", CORRUPT) from None
-    return DecodedImage(pixels, orientation, stored, fmt, mode)
+    return DecodedImage(pixels, orientation, stored, fmt, mode, deep)
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:

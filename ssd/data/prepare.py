@@ -199,7 +199,13 @@ def summary(
         f"{len(classes)} classes ({shown})"
     ]
     for split in SPLITS:
-        how = f"  {origin[split]}" if origin else ""
+        how = ""
+        if origin:
+            how = "  " + {
+                "source": "as the source splits it",
+                "the rest": "the images left",
+                "source + rest": "as the source splits it, plus the images in no split",
+            }.get(origin[split], origin[split])
         lines.append(
             f"  {split:<5} {counts['images'][split]:>6} images {counts['boxes'][split]:>7} boxes{how}"
         )
@@ -208,7 +214,7 @@ def summary(
         total = sum(items.values())
         detail = ", ".join(f"{k} {v}" for k, v in items.items()) if items else "none"
         lost = counts.get("boxes_in_skipped_images", 0) if kind == "skipped" else 0
-        extra = f"; {lost} boxes went with the skipped images" if lost else ""
+        extra = f"; {lost} box{'es' if lost != 1 else ''} went with the skipped images" if lost else ""
         lines.append(f"  {kind}: {total} ({detail}){extra}")
     notes = counts.get("notes") or {}
     if notes:

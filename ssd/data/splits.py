@@ -47,20 +47,20 @@ def assign_splits(
     unassigned = any(s is None for s in result)
     if "test" not in present and {"train", "val"} <= present and not unassigned:
         same_as["test"] = "val"
-        origin["test"] = "the source's val: it has train and val but no test split"
+        origin["test"] = "test is the source's val (the source has train and val, no test)"
     for split, ratio in (("test", test_ratio), ("val", val_ratio)):
         if split in present or split in same_as:
             continue
         pool = [i for i in order if result[i] is None]
-        pool_name = "unassigned images"
+        pool_name = "the images in no split"
         if not pool:
             pool = [i for i in order if result[i] == "train"]
-            pool_name = "train"
+            pool_name = "the source's train"
         n = _take(n_total, ratio, len(pool))
         picked = rng.permutation(len(pool))[:n]
         for j in sorted(picked.tolist()):
             result[pool[j]] = split
-        origin[split] = f"random {ratio:g} of all images from {pool_name} (seed {seed})"
+        origin[split] = f"random {ratio:.0%} of the images, taken from {pool_name} (seed {seed})"
     if any(s is None for s in result):
         origin["train"] = "source + rest" if "train" in present else "the rest"
     final = [s if s is not None else "train" for s in result]

@@ -51,7 +51,9 @@ def detect_table(
         for i, item in enumerate(chunk):
             name = item if isinstance(item, str) else str(start + i)
             try:
-                tensors.append(read_image(item) if isinstance(item, str) else image_from_array(item))
+                tensors.append(
+                    read_image(item) if isinstance(item, str) else image_from_array(item)
+                )
             except ImageReadError as err:
                 raise ValueError(f"image {name}: {err}") from None
             names.append(name)

@@ -89,8 +89,11 @@ def _load(root: DatasetRoot, json_path: Path, name: str, report: R.Report) -> di
     except UnsafePath as err:
         report.skip(name, "annotation", R.UNSAFE_PATH, str(err))
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        first = str(err).splitlines()[0][:200] if str(err) else "nested too deeply"
+    except RecursionError:
+        report.skip(name, "annotation", R.MALFORMED_ANNOTATION, "JSON is nested too deeply")
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        first = str(err).splitlines()[0][:200]
         report.skip(name, "annotation", R.MALFORMED_ANNOTATION, f"JSON cannot be read: {first}")
         return None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):

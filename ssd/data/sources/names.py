@@ -25,8 +25,10 @@ def read_yaml(root: DatasetRoot, path: Path) -> Any:
         raise DataError(f"cannot read {root.name(path)}: {err}") from None
     try:
         return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as err:
-        first = str(err).splitlines()[0][:200] if str(err) else "nested too deeply"
+    except RecursionError:
+        raise DataError(f"{root.name(path)} is not usable YAML: nested too deeply") from None
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0][:200]
         raise DataError(f"{root.name(path)} is not valid YAML: {first}") from None
 
 

@@ -118,8 +118,11 @@ def _parse(
             f"XML uses forbidden constructs ({type(err).__name__}); entities/DTDs are refused",
         )
         return None
-    except (ParseError, OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        first = str(err).splitlines()[0][:200] if str(err) else "nested too deeply"
+    except RecursionError:
+        report.skip(annotation, "image", R.MALFORMED_ANNOTATION, "XML is nested too deeply")
+        return None
+    except (ParseError, OSError, UnicodeDecodeError, ValueError) as err:
+        first = str(err).splitlines()[0][:200]
         report.skip(annotation, "image", R.MALFORMED_ANNOTATION, f"XML cannot be parsed: {first}")
         return None
     if doc is None or doc.tag != "annotation":
