@@ -596,7 +596,9 @@ def load_config(path: str | Path | None = "params.yaml", overrides: Iterable[str
     try:
         return config_from_dict(apply_overrides(raw, overrides), source)
     except RecursionError:
-        raise ConfigError(f"Invalid configuration ({source}): a value is nested too deeply") from None
+        raise ConfigError(
+            f"Invalid configuration ({source}): a value is nested too deeply"
+        ) from None
 
 
 def flatten(cfg: BaseModel, prefix: str = "") -> dict[str, Any]:

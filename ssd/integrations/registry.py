@@ -18,7 +18,11 @@ from typing import Any
 from ssd.config import Config
 from ssd.data.errors import DataError
 from ssd.data.prepared import PreparedSplit
-from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
+from ssd.integrations.env import (
+    check_tracking_server,
+    configure_offline_defaults,
+    resolve_tracking_uri,
+)
 from ssd.integrations.mlflow_model import log_detector_model
 from ssd.provenance import dataset_fingerprint, git_commit
 
@@ -72,17 +76,55 @@ def register(
         raise RegistryError(f"no detector at '{model_dir}'; run `ssd train` first")
     if not metrics_path.is_file():
         raise RegistryError(f"no metrics at '{metrics_path}'; run `ssd evaluate` first")
-    metrics = json.loads(metrics_path.read_text())
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else "nested too deeply"
+        raise RegistryError(f"{metrics_path} cannot be read: {first}; run `ssd evaluate`") from None
+    if not isinstance(metrics, dict):
+        raise RegistryError(f"{metrics_path} is not a metrics object; run `ssd evaluate`")
     if metric not in metrics:
         raise RegistryError(
             f"tracking.champion_metric '{metric}' is not in {metrics_path}; "
             f"choose one of {', '.join(sorted(_flat_numeric(metrics)))}"
         )
     configure_offline_defaults()
+    uri = resolve_tracking_uri(tracking_uri)
+    try:
+        check_tracking_server(uri)
+    except ConnectionError as err:
+        raise RegistryError(str(err)) from None
+    try:
+        return _register(
+            model_dir, metrics, metrics_path, split, out, uri, experiment, model_name, metric,
+            postprocess,
+        )  # fmt: skip
+    except RegistryError:
+        raise
+    except Exception as err:  # MlflowException, a requests error: one message, not a traceback
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise RegistryError(
+            f"registering in MLflow at {uri} failed: {first}; check tracking.tracking_uri and "
+            "that the server (or database) is reachable"
+        ) from None
+
+
+def _register(
+    model_dir: Path,
+    metrics: dict[str, Any],
+    metrics_path: Path,
+    split: PreparedSplit,
+    out: Path,
+    uri: str,
+    experiment: str,
+    model_name: str,
+    metric: str,
+    postprocess: dict[str, Any] | None,
+) -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
     fingerprint = dataset_fingerprint(split.root)
     value = metrics.get(metric)
@@ -155,7 +197,12 @@ def register_from_config(cfg: Config) -> dict[str, Any]:
         return result
     split_name: str = cfg.evaluate.split
     if metrics_path.is_file():  # the split that was evaluated (evaluate --split may differ)
-        split_name = str(json.loads(metrics_path.read_text()).get("split", split_name))
+        try:
+            recorded = json.loads(metrics_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            recorded = None  # register() says what is wrong with it
+        if isinstance(recorded, dict):
+            split_name = str(recorded.get("split", split_name))
     try:
         split = PreparedSplit.load(cfg.layout.prepared, split_name)
     except DataError as err:
