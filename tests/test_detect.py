@@ -141,8 +141,10 @@ def test_oversized_exotic_and_rotated_images(detector_dir, tmp_path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
-        ["detect", str(d), "--model", str(detector_dir), "--out", str(out), "--device", "cpu"]
-        + ["--score-threshold", "0.05", "--no-progress"],
+        [
+            *("detect", str(d), "--model", str(detector_dir), "--out", str(out)),
+            *("--device", "cpu", "--score-threshold", "0.05", "--no-progress"),
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
@@ -181,3 +183,9 @@ def test_labels_are_readable_where_boxes_overlap() -> None:
     # where the two labels overlap, the best score (class 2, 0.9) is on top
     overlap = drawn[52:58, 62:70].reshape(-1, 3)
     assert (overlap == colours[2]).all(dim=1).sum() > (overlap == colours[1]).all(dim=1).sum()
+
+
+def test_unusable_input_names_are_skipped(folder) -> None:
+    files, skipped = expand_inputs([str(folder / "a.png"), "x" * 5000 + ".jpg", "bad\x00.jpg"])
+    assert files == [folder / "a.png"]
+    assert [s["reason"].split(":")[0] for s in skipped] == ["cannot be used", "cannot be used"]

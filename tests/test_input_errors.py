@@ -22,7 +22,7 @@ from ssd.config import ConfigError, ModelConfig, load_config
 from ssd.weights import WeightsError, load_model, save_detector
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
-from data_builders import good_voc  # noqa: E402
+from data_builders import good_voc
 
 NAMES = ["cat", "dog", "bird"]
 
@@ -81,8 +81,8 @@ def test_broken_detectors_fail_with_one_message(detectors, tmp_path, how, needle
 
 
 def test_evaluate_with_weights_of_another_architecture(detectors, tmp_path) -> None:
-    from ssd.data.prepare import prepare_dataset
     from ssd.config import DataConfig
+    from ssd.data.prepare import prepare_dataset
 
     src = good_voc(tmp_path / "voc")
     prepare_dataset(
@@ -194,7 +194,8 @@ def test_register_against_a_server_that_does_not_answer(detectors, tmp_path) -> 
         code, output = _cli(
             "register",
             "--set", f"data.prepared_root={tmp_path / 'p'}", "--set", "data.name=ds",
-            "--set", f"train.out_dir={tmp_path / 'm'}", "--set", f"evaluate.out_dir={tmp_path / 'r'}",
+            "--set", f"train.out_dir={tmp_path / 'm'}",
+            "--set", f"evaluate.out_dir={tmp_path / 'r'}",
             "--set", f"tracking.tracking_uri={uri}",
         )  # fmt: skip
     finally:

@@ -191,9 +191,9 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> De
             raise
         except Image.DecompressionBombError as err:  # over twice Pillow's limit: its check
             found = re.search(r"\((\d+) pixels\)", str(err))
-            pixels = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "the image"
+            count = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "the image"
             raise ImageReadError(
-                f"{pixels} is over the limit of {max_pixels / 1e6:.0f} (a decompression bomb, "
+                f"{count} is over the limit of {max_pixels / 1e6:.0f} (a decompression bomb, "
                 "or an image to tile or downscale first); not decoded",
                 TOO_LARGE,
             ) from None

@@ -96,7 +96,7 @@ def plot_stats(
     shown = classes_with_boxes(classes, stats)
     hidden = len(classes) - len(shown)
     rows = max(len(shown), 1)
-    label_size = 9 if rows <= 30 else 7
+    label_size = 9 if rows <= 30 else 8
     class_height = max(3.5, 0.16 * rows * max(len(names), 1) ** 0.5 + 1.0)
     fig = plt.figure(figsize=(16, class_height + 4.5), dpi=80)
     grid = fig.add_gridspec(2, 4, height_ratios=[class_height, 4.0])
@@ -132,7 +132,7 @@ def plot_stats(
     areas = areas[areas > 0]
     if areas.size:
         bins = np.logspace(np.log10(max(areas.min(), 1.0)), np.log10(areas.max() + 1), 40)
-        ax.hist(areas, bins=bins)
+        ax.hist(areas, bins=bins.tolist())
         ax.set_xscale("log")
     for limit in (SIZE_RANGES["small"][1], SIZE_RANGES["medium"][1]):
         ax.axvline(limit, color="k", linestyle="--")
