@@ -55,7 +55,11 @@ def _fmt(values: tuple[float, ...]) -> str:
 def _decode(raw: RawImage, root: DatasetRoot | None, report: R.Report) -> DecodedImage | None:
     """The decoded source image; ``None`` when it was reported as not kept."""
     where, n = raw.annotation, len(raw.boxes)
-    if raw.path is None or not raw.path.is_file():
+    try:
+        found = raw.path is not None and raw.path.is_file()
+    except OSError:  # a name too long, a loop of links
+        found = False
+    if raw.path is None or not found:
         report.skip_image(where, R.MISSING_IMAGE, f"image file {raw.file_name} not found", n)
         return None
     if root is not None and not root.contains(raw.path):

@@ -38,19 +38,33 @@ def test_every_box_is_kept_or_accounted_for(tmp_path, prepare_cfg) -> None:
     labels |= {"broken": "0 0.5 0.5 0.2 0.2\n" * 3, "dup": "0 0.5 0.5 0.2 0.2\n"}
     root = make_yolo(tmp_path / "yolo", labels, ["a"])
     (root / "images" / "broken.jpg").write_bytes(b"not a jpeg")
+    (root / "labels" / "lost.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.1 0.1 0.1 0.1\n")
     write_image(root / "images" / "dup.png", (100, 50), fmt="PNG")  # same label file
     report = read_json(prepare_dataset(prepare_cfg("yolo", root)).out_dir / "report.json")
     broken = next(r for r in report["skipped"] if r["file"] == "labels/broken.txt")
     assert broken["boxes"] == 3 and "3 boxes went with it" in broken["detail"]
     dup = next(r for r in report["skipped"] if r["reason"] == "duplicate_id")
     assert dup["boxes"] == 0 and "stay with" in dup["detail"]
+    lost = next(r for r in report["skipped"] if r["reason"] == "missing_image")
+    assert lost["boxes"] == 2  # a label without its image: its boxes are counted too
+    assert all("boxes" in r for r in report["skipped"] if r["kind"] == "image")
 
     # VOC and COCO: images refused as unsafe keep their box count
-    voc = good_voc(tmp_path / "voc")
-    make_voc(voc, {"climb": voc_xml("../x.jpg", [("cat", (1, 1, 9, 9)), ("dog", (2, 2, 8, 8))])})
-    voc_report = read_json(prepare_dataset(prepare_cfg("voc", voc, name="v")).out_dir / "report.json")
+    ids = [f"im{i}" for i in range(6)]
+    voc = make_voc(
+        tmp_path / "voc",
+        {i: voc_xml(f"{i}.jpg", [("cat", (1, 1, 9, 9))]) for i in ids}
+        | {"climb": voc_xml("../x.jpg", [("cat", (1, 1, 9, 9)), ("dog", (2, 2, 8, 8))])}
+        | {"extra": voc_xml("extra.jpg", [("cat", (1, 1, 9, 9))] * 3)},
+        splits={"train": [*ids[:4], "climb"], "val": ids[4:5], "test": ids[5:]},
+    )
+    voc_report = read_json(
+        prepare_dataset(prepare_cfg("voc", voc, name="v")).out_dir / "report.json"
+    )
     climb = next(r for r in voc_report["skipped"] if r["reason"] == "unsafe_path")
     assert climb["boxes"] == 2
+    extra = next(r for r in voc_report["skipped"] if r["reason"] == "not_in_any_split")
+    assert extra["boxes"] == 3
 
     images = coco_images(6)
     images[0]["file_name"] = "../../etc/x.jpg"

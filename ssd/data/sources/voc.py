@@ -206,11 +206,13 @@ def read_voc(
         listed = set(ids)
         for xml in xml_files:
             if xml.stem not in listed:
-                report.skip(
+                # parsed only to count its boxes (its own problems are not the run's)
+                unused = _parse(root, images, xml, "", xml.stem, None, R.Report())
+                report.skip_image(
                     f"{ann_name}/{xml.name}",
-                    "image",
                     R.NOT_IN_SPLIT,
                     "not listed in any ImageSets/Main split file",
+                    len(unused.objects) if unused is not None else 0,
                 )
     else:
         ids = {xml.stem: None for xml in xml_files}
@@ -224,7 +226,7 @@ def read_voc(
             report.skip(annotation[:300], "image", R.UNSAFE_PATH, f"image id: {err}")
             continue
         if not root.is_file(xml_path):
-            report.skip(annotation, "image", R.MISSING_ANNOTATION, f"id {image_id} has no XML")
+            report.skip_image(annotation, R.MISSING_ANNOTATION, f"id {image_id} has no XML", 0)
             continue
         item = _parse(root, images, xml_path, annotation, image_id, split, report)
         if item is not None:
@@ -267,11 +269,11 @@ def read_voc(
     img_name = root.name(images)
     for f in sorted(images.rglob("*")) if images.is_dir() else []:
         if f.suffix.lower() in IMAGE_SUFFIXES and f.stem not in known and f.resolve() not in used:
-            report.skip(
+            report.skip_image(
                 f"{img_name}/{f.relative_to(images).as_posix()}",
-                "image",
                 R.MISSING_ANNOTATION,
                 f"no {ann_name}/{f.stem}.xml for this image",
+                0,
             )
     description = {**description, "annotations": ann_name, "images": img_name}
     return SourceData(

@@ -259,7 +259,7 @@ def _from_folders(root: DatasetRoot) -> _Layout:
     layout = _Layout()
     if root.is_dir(base / "images"):
         images = base / "images"
-        subdirs = [d for d in sorted(images.iterdir()) if root.is_dir(d) and split_of(d.name)]
+        subdirs = [d for d in sorted(images.iterdir()) if split_of(d.name) and root.is_dir(d)]
         for d in subdirs:
             layout.images += [(split_of(d.name), p) for p in _images_in(d)]
         layout.images += [
@@ -376,11 +376,13 @@ def read_yolo(root: DatasetRoot, report: R.Report, names_file: str | None = None
             if label.name in NAME_FILES or any(label.is_relative_to(d) for d in deeper):
                 continue
             if label not in used_labels:
-                report.skip(
+                # read only to count its boxes (its own problems are not the run's)
+                boxes = _read_label(root, label, "", classes, R.Report()) or []
+                report.skip_image(
                     root.name(label),
-                    "image",
                     R.MISSING_IMAGE,
                     "label file without an image of the same name",
+                    len(boxes),
                 )
     images.sort(key=lambda im: im.file_name)
     return SourceData(
