@@ -104,3 +104,17 @@ def test_voc_folders_with_other_names(tmp_path, prepare_cfg) -> None:
     report = read_json(prepare_dataset(cfg).out_dir / "report.json")
     assert report["counts"]["images_kept"] == 6 and report["skipped"] == []
     assert report["source"]["annotations"] == "annots"
+
+
+def test_a_val_that_is_the_train_folder_is_drawn_from_it(tmp_path, prepare_cfg) -> None:
+    """coco128.yaml: 'train: images/train2017' and 'val: images/train2017'."""
+    root = tmp_path / "coco128"
+    make_yolo(root, {f"im{i}": "0 0.5 0.5 0.5 0.5\n" for i in range(10)}, sub="train2017")
+    (root / "coco128.yaml").write_text(
+        "path: ../datasets/coco128\ntrain: images/train2017\nval: images/train2017\n"
+        "names:\n  0: person\n"
+    )
+    report = read_json(prepare_dataset(prepare_cfg("yolo", root)).out_dir / "report.json")
+    assert report["counts"]["images"] == {"train": 6, "val": 2, "test": 2}
+    assert "val lists the same images as train" in report["source"]["layout"]
+    assert report["skipped"] == []

@@ -54,7 +54,6 @@ class _Layout:
     """The images found, by split (``None``: no split), and how they were found."""
 
     images: list[tuple[str | None, Path]] = field(default_factory=list)
-    listed_in: dict[Path, str] = field(default_factory=dict)  # image -> its list file
     description: str = ""
     splits: frozenset[str] = frozenset()
 
@@ -219,38 +218,49 @@ def _from_yaml(
             note = f" ('path: {given}' does not exist here: paths are taken from its folder)"
     layout = _Layout()
     seen: dict[Path, str] = {}
+    given_splits: list[str] = []
+    notes: list[str] = []
     for key in SPLIT_KEYS:
         value = data.get(key)
         if value in (None, "", []):
             continue
         entries = value if isinstance(value, list) else [value]
+        found: list[Path] = []
         for entry in entries:
             if not isinstance(entry, str):
                 raise DataError(f"{yaml_name}: {key} must be a path or a list of paths")
             path = _entry_path(root, base, entry, key, yaml_name)
             if _exists_dir(path):
-                found = _images_in(path)
+                found += _images_in(path)
             elif path.suffix.lower() in IMAGE_SUFFIXES:
-                found = [path]
+                found.append(path)
             else:
-                found = _list_file(root, path, base, report)
-                layout.listed_in.update(dict.fromkeys(found, root.name(path)))
-            for image in found:
-                real = image.resolve()
-                if real in seen:
-                    report.skip(
-                        root.name(image),
-                        "image",
-                        R.DUPLICATE_ID,
-                        f"listed for {key} in {yaml_name} but already for {seen[real]}; kept there",
-                    )
-                    continue
-                seen[real] = key
-                layout.images.append((key, image))
-    if not layout.images and not any(data.get(k) for k in SPLIT_KEYS):
+                found += _list_file(root, path, base, report)
+        if found and all(image.resolve() in seen for image in found):
+            # coco128's val is its train: not a split of its own, drawn at random instead
+            first = seen[found[0].resolve()]
+            notes.append(f"{key} lists the same images as {first}")
+            continue
+        given_splits.append(key)
+        for image in found:
+            real = image.resolve()
+            if real in seen:
+                report.skip(
+                    root.name(image),
+                    "image",
+                    R.DUPLICATE_ID,
+                    f"listed for {key} in {yaml_name} but already for {seen[real]}; kept there",
+                )
+                continue
+            seen[real] = key
+            layout.images.append((key, image))
+    if not given_splits and not notes:
         raise DataError(f"{yaml_name} names no split (train, val, test)")
-    layout.splits = frozenset(k for k in SPLIT_KEYS if data.get(k) not in (None, "", []))
-    layout.description = f"{yaml_name}: {', '.join(sorted(layout.splits))}{note}"
+    layout.splits = frozenset(given_splits)
+    said = "; ".join(notes)
+    layout.description = (
+        f"{yaml_name}: {', '.join(given_splits)}{note}" + (f" ({said})" if said else "")
+    )
     return layout
 
 
