@@ -60,7 +60,8 @@ def assign_splits(
         picked = rng.permutation(len(pool))[:n]
         for j in sorted(picked.tolist()):
             result[pool[j]] = split
-        origin[split] = f"random {ratio:.0%} of the images, taken from {pool_name} (seed {seed})"
+        where = f", taken from {pool_name}" if present else ""  # no split at all: say less
+        origin[split] = f"random {ratio:.0%} of the images{where} (seed {seed})"
     if any(s is None for s in result):
         origin["train"] = "source + rest" if "train" in present else "the rest"
     final = [s if s is not None else "train" for s in result]
