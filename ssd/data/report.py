@@ -23,7 +23,6 @@ MALFORMED_BOX = "malformed_box"
 UNKNOWN_CLASS = "unknown_class"
 DUPLICATE_ID = "duplicate_id"
 NOT_IN_SPLIT = "not_in_any_split"
-SIZE_FROM_FILE = "size_from_file"
 BOXES_ORIENTED = "boxes_oriented"  # boxes drawn on the stored pixels, turned with the image
 NO_BOXES = "no_boxes"
 
@@ -31,6 +30,7 @@ NO_BOXES = "no_boxes"
 SUBPIXEL_CLIP = "boxes clipped by less than a pixel"
 EXIF_APPLIED = "images shown in their EXIF orientation"
 CONVERTED = "images converted to PNG (format, bit depth or orientation)"
+SIZE_UNUSABLE = "annotated sizes of 0 replaced by the file's size"
 
 
 @dataclass

@@ -111,12 +111,7 @@ def validate_image(
     if raw.annotated_size is not None:
         aw, ah = raw.annotated_size
         if aw <= 0 or ah <= 0:
-            report.fix(
-                where,
-                "image",
-                R.SIZE_FROM_FILE,
-                f"annotated size {aw}x{ah} is not usable; using the file's {width}x{height}",
-            )
+            report.note(R.SIZE_UNUSABLE)  # the file's size is used: nothing to list
         elif (aw, ah) == (width, height):
             pass
         elif decoded is not None and decoded.orientation != 1 and (aw, ah) == decoded.stored_size:
