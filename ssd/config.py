@@ -33,7 +33,8 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: .inf / .nan (YAML) or "inf" are refused for every float key
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # Dotted path of this section in the config ("model.priors."), set by Config; lets a
     # test record which keys a stage reads (tests/test_dvc_yaml.py).
@@ -205,8 +206,9 @@ class DataConfig(_Section):
     names_file: str | None = Field(
         None,
         description="class names, one a line or a YAML with 'names' (relative to data.path); "
-        "voc: optional (null = names found in the XML, sorted); yolo: null = look for "
-        "data.yaml, dataset.yaml, classes.txt, obj.names",
+        "voc: optional (null = names found in the XML, sorted); yolo: a YAML here is read as "
+        "Ultralytics' data.yaml (its train / val / test too); null = look for data.yaml, "
+        "dataset.yaml, classes.txt, obj.names",
     )
     coco_json: str | None = Field(
         None,
@@ -214,7 +216,12 @@ class DataConfig(_Section):
         "annotations/instances_<split>*.json or a single *.json at the root",
     )
     images_dir: str | None = Field(
-        None, description="coco: folder the JSON's file_name is relative to; null = guessed"
+        None,
+        description="folder of the images, relative to data.path; voc: null = JPEGImages; "
+        "coco: the folder the JSON's file_name is relative to, null = guessed",
+    )
+    annotations_dir: str | None = Field(
+        None, description="voc: folder of the XML files, relative to data.path; null = Annotations"
     )
 
     @field_validator("name")
@@ -488,7 +495,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
             msg = e["msg"]
             if e["type"] == "literal_error" and "ctx" in e:
                 msg = f"must be one of {e['ctx'].get('expected')}"
-            lines.append(f"  - {key} = {e.get('input')!r}: {msg}")
+            shown = repr(e.get("input"))
+            shown = shown if len(shown) <= 120 else shown[:117] + "..."
+            lines.append(f"  - {key} = {shown}: {msg}")
     return "\n".join(lines)
 
 
@@ -502,7 +511,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set key '{key}' is not a dotted key like train.lr")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     return parts, value
 
@@ -553,27 +562,58 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Config:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+def _read_params(path: Path) -> str | None:
+    """The text of a params file; None when it does not exist. Anything else that makes it
+    unusable (a folder, a binary file, a name too long) is a :class:`ConfigError`."""
+    shown = str(path)[:200]
+    if "\x00" in str(path):
+        raise ConfigError(f"params file name {shown!r} contains a NUL character")
+    try:
+        if not path.exists():
+            return None
+        if path.is_dir():
+            raise ConfigError(f"params file '{shown}' is a folder; give a YAML file (params.yaml)")
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"params file '{shown}' cannot be read: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"params file '{shown}' is not a text (YAML) file") from None
+    if "\x00" in text:
+        raise ConfigError(f"params file '{shown}' is not a text (YAML) file")
+    return text
+
+
 def load_config(path: str | Path | None = "params.yaml", overrides: Iterable[str] = ()) -> Config:
     """Load ``params.yaml`` (missing file = all defaults) and apply ``--set`` overrides."""
     raw: dict[str, Any] = {}
     source = "defaults"
-    if path is not None and Path(path).exists():
+    text = _read_params(Path(path)) if path is not None else None
+    if path is not None and text is not None:
         source = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        except RecursionError:
+            raise ConfigError(f"{path} is not valid YAML: nested too deeply") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(
                 f"{path} must hold a mapping of sections, got {type(loaded).__name__}"
             )
         raw = loaded or {}
     elif path is not None and Path(path) != Path("params.yaml"):
-        raise ConfigError(f"params file '{path}' does not exist")
+        raise ConfigError(f"params file '{str(path)[:200]}' does not exist")
     overrides = list(overrides)
     if overrides:
         source += " + --set " + " ".join(overrides)
-    return config_from_dict(apply_overrides(raw, overrides), source)
+    try:
+        return config_from_dict(apply_overrides(raw, overrides), source)
+    except RecursionError:
+        raise ConfigError(
+            f"Invalid configuration ({source}): a value is nested too deeply"
+        ) from None
 
 
 def flatten(cfg: BaseModel, prefix: str = "") -> dict[str, Any]:

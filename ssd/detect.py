@@ -1,8 +1,10 @@
 """``ssd detect``: run a detector on image files, write COCO-style detections and drawings.
 
 Inputs are files, folders (their files, not recursive) and glob patterns, expanded and
-sorted. Files that are not images or cannot be decoded are skipped and listed with the
-reason, never fatal. Writes into ``out_dir``:
+sorted. Images are read by the one image reader (:mod:`ssd.data.images`: pixel limit
+before decoding, EXIF orientation, any mode and bit depth to RGB uint8), as training and
+evaluation read them. Files that are not images, cannot be decoded or are too large are
+skipped and listed with the reason, never fatal. Writes into ``out_dir``:
 
 - ``detections.json``: COCO results (``image_id``, ``category_id``, ``bbox`` [x, y, w, h]
   in image pixels, ``score``) plus ``file_name`` and ``category_name``; ``ssd evaluate
@@ -10,7 +12,8 @@ reason, never fatal. Writes into ``out_dir``:
   with ``fmt="csv"``.
 - ``summary.json``: the images (id, file name, size, number of detections), the
   categories, the skipped files with their reasons, and the settings used.
-- ``annotated/<file name>``: each image with its boxes, class names and scores drawn.
+- ``annotated/<file name>``: each image with its boxes drawn and class name and score on a
+  filled label above each box (:func:`ssd.drawing.draw_boxes`).
 """
 
 from __future__ import annotations
@@ -23,17 +26,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image, write_jpeg, write_png
-from torchvision.utils import draw_bounding_boxes
+from torchvision.io import write_jpeg, write_png
 from tqdm import tqdm
 
+from ssd.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from ssd.drawing import class_color, draw_boxes
 from ssd.inference import Detector
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-)
 CSV_COLUMNS = [
     "image_id",
     "file_name",
@@ -44,19 +44,6 @@ CSV_COLUMNS = [
     "w",
     "h",
     "score",
-]
-# distinct colours for up to 10 classes, then they repeat (tab10)
-PALETTE = [
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
 ]
 
 
@@ -75,17 +62,25 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[dict[s
     for item in inputs:
         text = str(item)
         path = Path(text)
-        if path.is_dir():
-            found.update(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        elif path.is_file():
-            found.add(path)
-        elif glob.has_magic(text):
-            matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
-            if not matches:
-                skipped.append({"file_name": text, "reason": "the pattern matches no file"})
-            found.update(matches)
-        else:
-            skipped.append({"file_name": text, "reason": "no such file or folder"})
+        try:
+            if "\x00" in text:
+                raise ValueError("the name contains a NUL character")
+            if path.is_dir():
+                found.update(
+                    p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                )
+            elif path.is_file():
+                found.add(path)
+            elif glob.has_magic(text):
+                matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+                if not matches:
+                    skipped.append({"file_name": text, "reason": "the pattern matches no file"})
+                found.update(matches)
+            else:
+                skipped.append({"file_name": text, "reason": "no such file or folder"})
+        except (OSError, ValueError) as err:  # a name too long, a NUL, no permission
+            reason = getattr(err, "strerror", None) or str(err)
+            skipped.append({"file_name": text[:200], "reason": f"cannot be used: {reason}"})
     files = []
     for p in sorted(found):
         if p.suffix.lower() in IMAGE_SUFFIXES:
@@ -95,32 +90,14 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[dict[s
     return files, skipped
 
 
-def read_image(path: Path) -> Tensor:
-    """uint8 RGB ``[3, H, W]``; torchvision's decoders first, then Pillow (BMP, TIFF, ...)."""
-    try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                rgb = im.convert("RGB")
-        except UnidentifiedImageError:
-            raise ValueError("cannot decode the image (corrupt or unsupported format)") from None
-        except (OSError, ValueError) as err:  # e.g. a truncated file
-            raise ValueError(f"cannot decode the image: {err}") from None
-        t = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-        return t.view(rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous()
-
-
 def _readable(
     files: Sequence[Path], skipped: list[dict[str, str]]
 ) -> Iterator[tuple[Path, Tensor]]:
     for path in files:
         try:
             yield path, read_image(path)
-        except (ValueError, OSError) as err:
-            skipped.append({"file_name": str(path), "reason": str(err).splitlines()[0]})
+        except ImageReadError as err:
+            skipped.append({"file_name": str(path), "reason": str(err)})
 
 
 def _batches(
@@ -139,18 +116,13 @@ def _batches(
 def draw_detections(
     image: Tensor, detection: dict[str, Tensor], class_names: Sequence[str]
 ) -> Tensor:
-    """``image`` (uint8 ``[3, H, W]``) with the boxes, class names and scores drawn."""
-    boxes = detection["boxes"]
-    if boxes.numel() == 0:
-        return image
+    """``image`` (uint8 ``[3, H, W]``) with the boxes drawn and each one's class name and
+    score on a filled label (the best score on top where labels overlap)."""
     labels = detection["labels"].tolist()
-    texts = [
-        f"{class_names[c - 1]} {s:.2f}"
-        for c, s in zip(labels, detection["scores"].tolist(), strict=True)
-    ]
-    colors = [PALETTE[(c - 1) % len(PALETTE)] for c in labels]
-    width = max(1, round(max(image.shape[-2:]) / 300))
-    return draw_bounding_boxes(image, boxes, labels=texts, colors=colors, width=width)
+    scores = detection["scores"].tolist()
+    texts = [f"{class_names[c - 1]} {s:.2f}" for c, s in zip(labels, scores, strict=True)]
+    colors = [class_color(c) for c in labels]
+    return draw_boxes(image, detection["boxes"], texts, colors, scores)
 
 
 def _annotated_name(path: Path, image_id: int, used: set[str]) -> str:

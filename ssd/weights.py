@@ -2,7 +2,9 @@
 
 A detector is a directory (or the path of its ``.safetensors`` file) holding
 ``model.safetensors`` (the weights) and ``model.json`` (the model config, class names and
-format version). Loading never unpickles anything: safetensors plus JSON.
+format version). Loading never unpickles anything: safetensors plus JSON. Whatever is
+wrong with either file (missing, truncated, not safetensors, not a JSON object, weights of
+another architecture) is a :class:`WeightsError` with one message saying which and why.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from ssd.builder import build_model
 from ssd.config import MOVED_KEYS, ModelConfig
@@ -30,9 +35,18 @@ class WeightsError(FileNotFoundError):
 
 def _resolve(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
+    if "\x00" in str(p):
+        raise WeightsError(f"detector path {str(p)[:80]!r} contains a NUL character")
     if p.suffix == ".safetensors":
         return p, p.with_suffix(".json")
     return p / WEIGHTS_FILE, p / META_FILE
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as err:  # e.g. a name too long for the file system
+        raise WeightsError(f"detector path '{str(path)[:200]}...': {err.strerror}") from None
 
 
 def save_detector(
@@ -72,18 +86,30 @@ def save_detector(
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
+    """``model.json`` as a dict with a ``class_names`` list of strings and a ``model`` object."""
     weights, meta = _resolve(path)
-    if not weights.is_file():
+    if not _is_file(weights):
         raise WeightsError(
             f"no detector weights at '{weights}'; train one with `ssd train` or give the "
             "directory that holds model.safetensors and model.json"
         )
-    if not meta.is_file():
+    if not _is_file(meta):
         raise WeightsError(f"'{meta}' is missing next to '{weights}' (it holds config and classes)")
     try:
-        info: dict[str, Any] = json.loads(meta.read_text())
-    except json.JSONDecodeError as err:
-        raise WeightsError(f"'{meta}' is not valid JSON: {err}") from None
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else "nested too deeply"
+        raise WeightsError(f"'{meta}' is not valid JSON: {first}") from None
+    if not isinstance(info, dict):
+        raise WeightsError(
+            f"'{meta}' must be a JSON object with class_names and model, got a "
+            f"{type(info).__name__}; was it written by ssd train?"
+        )
+    names = info.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise WeightsError(f"'{meta}': class_names must be a non-empty list of names")
+    if not isinstance(info.get("model"), dict):
+        raise WeightsError(f"'{meta}': 'model' must be an object (the model section)")
     return info
 
 
@@ -94,15 +120,61 @@ def model_config(info: dict[str, Any]) -> ModelConfig:
         section, key = old.split(".")
         if section == "model":
             raw.pop(key, None)
-    return ModelConfig.model_validate(raw)
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise WeightsError(
+            f"model.json's model section is not valid ({len(err.errors())} problems, first: "
+            f"model.{where}: {first['msg']})"
+        ) from None
+
+
+def _read_weights(weights: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise WeightsError(
+            f"'{weights}' is not a readable safetensors file ({first}); it may be truncated "
+            "or another format: save detectors with ssd train (or ssd.weights.save_detector)"
+        ) from None
+
+
+def _check_matches(model: SSD, state: dict[str, Tensor], weights: Path, cfg: ModelConfig) -> None:
+    """A :class:`WeightsError` when ``state`` is not a state dict of ``model``'s architecture."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    if not (missing or unexpected or reshaped):
+        return
+    first = (
+        f"{reshaped[0]} is {tuple(state[reshaped[0]].shape)}, expected {expected[reshaped[0]]}"
+        if reshaped
+        else (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
+    )
+    raise WeightsError(
+        f"'{weights}' does not hold the weights of the model its model.json describes "
+        f"({cfg.backbone}, input {cfg.resolved_input_size}, {model.num_classes} classes): "
+        f"{len(missing)} missing, {len(unexpected)} unexpected, {len(reshaped)} of another "
+        f"shape (first: {first}); keep model.safetensors and model.json of one training together"
+    )
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[SSD, ModelConfig, list[str]]:
-    """Rebuild the model from ``model.json`` and load ``model.safetensors`` (strict)."""
+    """Rebuild the model from ``model.json`` and load ``model.safetensors`` (strict).
+
+    Raises:
+        WeightsError: a file missing or unreadable, or weights of another architecture.
+    """
     info = read_meta(path)
     cfg = model_config(info)
     names = list(info["class_names"])
     model = build_model(cfg, len(names), pretrained=False)
     weights, _ = _resolve(path)
-    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+    state = _read_weights(weights)
+    _check_matches(model, state, weights, cfg)
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), cfg, names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,13 @@ BCCD = SHARED / "datasets" / "bccd"
 
 os.environ.setdefault("DO_NOT_TRACK", "true")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# FiftyOne's `eta` reads its package metadata when first imported; once MLflow has imported
+# the importlib_metadata backport (which replaces the stdlib's finder), that read raises
+# KeyError('author'). Importing it first keeps the FiftyOne tests independent of which
+# test file ran before them in the same worker.
+with contextlib.suppress(ImportError):
+    import eta  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,76 @@ def test_cli_detect_fails_clearly_without_images(detector_dir, tmp_path) -> None
     )
     assert result.exit_code == 1
     assert "matches no file" in result.output and "no readable image" in result.output
+
+
+def test_oversized_exotic_and_rotated_images(detector_dir, tmp_path) -> None:
+    """A 70-byte PNG claiming 60000x60000 and a real 20000x20000 image are skipped with the
+    reason; BMP, TIFF, 16-bit PNG and EXIF-rotated JPEG are read as training reads them."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    from data_builders import exif_jpeg, png16, png_header_only, real_big_png
+
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "bomb.png").write_bytes(png_header_only(60000, 60000))
+    real_big_png(d / "big.png", 20000, 20000)
+    g = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint16)
+    png16(d / "deep.png", g * 257)
+    Image.fromarray(g.astype(np.uint8)).save(d / "twin.png")
+    Image.fromarray(g.astype(np.uint8)).save(d / "same.bmp")
+    Image.fromarray(g.astype(np.uint8)).save(d / "same.tif")
+    exif_jpeg(d / "phone.jpg", (80, 40), 6)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            *("detect", str(d), "--model", str(detector_dir), "--out", str(out)),
+            *("--device", "cpu", "--score-threshold", "0.05", "--no-progress"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    skipped = {Path(s["file_name"]).name: s["reason"] for s in summary["skipped"]}
+    assert set(skipped) == {"bomb.png", "big.png"}
+    assert all("megapixels is over the limit" in r for r in skipped.values())
+    sizes = {Path(i["file_name"]).name: (i["width"], i["height"]) for i in summary["images"]}
+    assert sizes["phone.jpg"] == (40, 80) and sizes["same.bmp"] == (80, 60)
+    dets = json.loads((out / "detections.json").read_text())
+
+    def of(name: str) -> list:
+        return [
+            (d["category_id"], d["bbox"], d["score"]) for d in dets if d["file_name"].endswith(name)
+        ]
+
+    assert of("deep.png") == of("twin.png") == of("same.bmp") == of("same.tif")
+
+
+def test_labels_are_readable_where_boxes_overlap() -> None:
+    from ssd.detect import draw_detections
+    from ssd.drawing import class_color
+
+    image = torch.full((3, 200, 300), 255, dtype=torch.uint8)
+    detection = {
+        "boxes": torch.tensor([[50.0, 60.0, 200.0, 180.0], [60.0, 66.0, 210.0, 190.0]]),
+        "scores": torch.tensor([0.4, 0.9]),
+        "labels": torch.tensor([1, 2]),
+    }
+    drawn = draw_detections(image, detection, NAMES).permute(1, 2, 0)
+    colours = {
+        c: torch.tensor([int(class_color(c)[i : i + 2], 16) for i in (1, 3, 5)]) for c in (1, 2)
+    }
+    # a filled label above each box: a run of its class colour over the box's top-left
+    above_first = drawn[45:58, 52:70].reshape(-1, 3)
+    assert (above_first == colours[1]).all(dim=1).sum() > 50
+    # where the two labels overlap, the best score (class 2, 0.9) is on top
+    overlap = drawn[52:58, 62:70].reshape(-1, 3)
+    assert (overlap == colours[2]).all(dim=1).sum() > (overlap == colours[1]).all(dim=1).sum()
+
+
+def test_unusable_input_names_are_skipped(folder) -> None:
+    files, skipped = expand_inputs([str(folder / "a.png"), "x" * 5000 + ".jpg", "bad\x00.jpg"])
+    assert files == [folder / "a.png"]
+    assert [s["reason"].split(":")[0] for s in skipped] == ["cannot be used", "cannot be used"]

@@ -102,6 +102,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         "prepare": [
             [],
             ["data.source=voc", f"data.path={sources / 'voc'}", "data.names_file=names.txt"],
+            [
+                "data.source=voc",
+                f"data.path={sources / 'voc'}",
+                "data.annotations_dir=Annotations",
+                "data.images_dir=JPEGImages",
+            ],
             ["data.source=coco", f"data.path={sources / 'coco'}", "data.images_dir=images"],
             [
                 "data.source=coco",

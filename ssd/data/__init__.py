@@ -4,7 +4,9 @@
 
 Prepared layout (``data/prepared/<name>/``)::
 
-    images/<file>                     copies of the source images (synthetic: PNG)
+    images/<file>                     copies of the source images; PNG for generated ones and
+                                      for those that are not plain 8-bit JPEG / PNG
+                                      (<file>.png: BMP, TIFF, 16-bit, EXIF-rotated, ...)
     train.json, val.json, test.json   COCO: images, annotations (bbox [x, y, w, h] pixels,
                                       category_id 1..C, difficult 0/1), categories
     classes.json                      class names; index i <-> category_id i + 1 <-> label i + 1

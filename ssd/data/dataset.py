@@ -2,7 +2,9 @@
 
 ``DetectionDataset(PreparedSplit.load(prepared_dir, split))[i]`` is ``(image, target)``:
 
-- ``image``: ``tv_tensors.Image`` uint8 ``[3, H, W]`` (RGB) before transforms;
+- ``image``: ``tv_tensors.Image`` uint8 ``[3, H, W]`` (RGB, read by :meth:`PreparedSplit.read_image`,
+  the one image reader that evaluation, ``ssd detect`` and the MLflow model use too)
+  before transforms;
 - ``target``: ``{"boxes": BoundingBoxes [K, 4] XYXY pixels, canvas_size (H, W),
   "labels": int64 [K] in 1..C (0 is background), "difficult": bool [K],
   "image_id": int, "orig_size": (H, W)}``.
@@ -16,27 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
 
 from ssd.data.prepared import PreparedSplit
 
 Target = dict[str, Any]
 Transform = Callable[[Any, Target], tuple[Any, Target]]
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """RGB uint8 ``[3, H, W]``; torchvision's decoders, PIL for formats they lack."""
-    try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    except RuntimeError:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"))
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 class DetectionDataset(Dataset[tuple[Any, Target]]):
@@ -75,7 +64,7 @@ class DetectionDataset(Dataset[tuple[Any, Target]]):
 
     def __getitem__(self, index: int) -> tuple[Any, Target]:
         info = self.images[index]
-        image = tv_tensors.Image(read_image(self.split.image_path(info)))
+        image = tv_tensors.Image(self.split.read_image(info))
         height, width = image.shape[-2:]
         xyxy, labels, difficult = self._targets[index]
         target: Target = {

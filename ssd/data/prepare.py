@@ -1,10 +1,11 @@
 """``ssd prepare``: any supported input → one canonical dataset under ``data/prepared/<name>/``.
 
-Steps: read the source (``sources/``), check every image and box (``validate.py``), copy
-the images, assign splits (``splits.py``), write the COCO JSONs, ``classes.json``,
-``report.json`` and ``stats.png`` (``writer.py``, ``stats.py``). The output is built in
-a hidden sibling folder and moved into place at the end, so a failed run leaves the
-previous dataset untouched.
+Steps: read the source (``sources/``), check every image and box (``validate.py``: every
+file inside ``data.path``, decoded by the one image reader ``images.py``), copy the images
+(re-encoded as PNG when they are not plain JPEG / PNG), assign splits (``splits.py``),
+write the COCO JSONs, ``classes.json``, ``report.json`` and ``stats.png`` (``writer.py``,
+``stats.py``). The output is built in a hidden sibling folder and moved into place at the
+end, so a failed run leaves the previous dataset untouched.
 """
 
 from __future__ import annotations
@@ -32,17 +33,19 @@ class PrepareResult:
     out_dir: Path
     counts: dict[str, Any]
     classes: list[str]
+    splits: dict[str, str]  # how each split was made
 
     def summary(self) -> str:
         """The counts as a few lines for the command line."""
-        return summary(self.out_dir, self.counts, self.classes)
+        return summary(self.out_dir, self.counts, self.classes, self.splits)
 
 
 def prepare_dataset(cfg: DataConfig) -> PrepareResult:
     """Prepare the dataset ``cfg`` describes into ``cfg.prepared_dir`` and say what was kept.
 
     Raises :class:`DataError` with one message saying what to fix when the input is
-    unusable: path missing, no class names, no valid image, a split left empty.
+    unusable: path missing, no class names, no valid image, no box at all, a split left
+    empty.
     Everything else that is wrong is skipped or fixed and listed in ``report.json``.
     """
     out_dir = cfg.prepared_dir
@@ -67,19 +70,28 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
         n_read = 0
         for raw in source.images:
             n_read += 1
-            if raw.file_name in seen:
-                report.skip(
+            if raw.refused is None and raw.file_name in seen:
+                report.skip_image(
                     raw.annotation,
-                    "image",
                     DUPLICATE_ID,
                     f"image {raw.file_name} is already used by {seen[raw.file_name]}",
+                    len(raw.boxes),
                 )
                 continue
-            image = validate_image(raw, source.classes, report)
+            image = validate_image(raw, source.classes, report, source.root)
             if image is None:
                 continue
-            seen[raw.file_name] = raw.annotation
+            if image.file_name in seen:  # a converted name (x.tif.png) that a file has too
+                report.skip_image(
+                    raw.annotation,
+                    DUPLICATE_ID,
+                    f"image {image.file_name} is already used by {seen[image.file_name]}",
+                    len(image.boxes),
+                )
+                continue
+            seen[raw.file_name] = seen[image.file_name] = raw.annotation
             write_image(image, work)
+            image.pixels = None  # written: do not hold every image in memory
             kept.append(image)
         if not kept:
             raise DataError(
@@ -87,8 +99,20 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
                 f"{len(report.skipped)} problems, e.g. "
                 f"{_first_problem(report)}); check data.path and data.source"
             )
+        if not any(im.boxes for im in kept):
+            box_problems = [r for r in report.skipped if r["kind"] == "box"]
+            raise DataError(
+                f"no boxes in {cfg.path or cfg.source}: {len(kept)} images but not one box was "
+                f"found (looked for {source.labels_at or 'annotations'}"
+                + (
+                    f"; {len(box_problems)} boxes not kept, e.g. {box_problems[0]['detail']}"
+                    if box_problems
+                    else ""
+                )
+                + "); check the labels and data.source"
+            )
         kept.sort(key=lambda im: im.file_name)
-        assigned, origin = assign_splits(
+        assigned, origin, same_as = assign_splits(
             [im.file_name for im in kept],
             [im.split for im in kept],
             cfg.val_ratio,
@@ -99,6 +123,9 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
         splits: dict[str, dict[str, Any]] = {}
         next_ann = 1
         for split in SPLITS:
+            if split in same_as:
+                splits[split] = splits[same_as[split]]
+                continue
             idx = [i for i, s in enumerate(assigned) if s == split]
             if not idx and origin[split] == "source":
                 raise DataError(
@@ -149,7 +176,7 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     work.rename(out_dir)
-    return PrepareResult(out_dir, counts, source.classes)
+    return PrepareResult(out_dir, counts, source.classes, origin)
 
 
 def _first_problem(report: Report) -> str:
@@ -159,21 +186,39 @@ def _first_problem(report: Report) -> str:
     return f"{first['file']}: {first['detail']}"
 
 
-def summary(out_dir: Path, counts: dict[str, Any], classes: list[str]) -> str:
-    """The counts printed at the end of a run."""
+def summary(
+    out_dir: Path,
+    counts: dict[str, Any],
+    classes: list[str],
+    origin: dict[str, str] | None = None,
+) -> str:
+    """The counts printed at the end of a run, with how each split was made."""
+    shown = ", ".join(classes[:12]) + (f", ... ({len(classes) - 12} more)" if len(classes) > 12 else "")
     lines = [
         f"prepared {out_dir}: {counts['images_kept']} of {counts['images_read']} images, "
-        f"{len(classes)} classes ({', '.join(classes)})"
+        f"{len(classes)} classes ({shown})"
     ]
     for split in SPLITS:
+        how = ""
+        if origin:
+            how = "  " + {
+                "source": "as the source splits it",
+                "the rest": "the images left",
+                "source + rest": "as the source splits it, plus the images in no split",
+            }.get(origin[split], origin[split])
         lines.append(
-            f"  {split:<5} {counts['images'][split]:>6} images {counts['boxes'][split]:>7} boxes"
+            f"  {split:<5} {counts['images'][split]:>6} images {counts['boxes'][split]:>7} boxes{how}"
         )
     for kind in ("skipped", "fixed"):
         items = counts[kind]
         total = sum(items.values())
         detail = ", ".join(f"{k} {v}" for k, v in items.items()) if items else "none"
-        lines.append(f"  {kind}: {total} ({detail})")
+        lost = counts.get("boxes_in_skipped_images", 0) if kind == "skipped" else 0
+        extra = f"; {lost} box{'es' if lost != 1 else ''} went with the skipped images" if lost else ""
+        lines.append(f"  {kind}: {total} ({detail}){extra}")
+    notes = counts.get("notes") or {}
+    if notes:
+        lines.append("  notes: " + ", ".join(f"{n} {what}" for what, n in notes.items()))
     if counts["skipped"] or counts["fixed"]:
         lines.append(f"  details: {out_dir / 'report.json'}")
     return "\n".join(lines)

@@ -12,9 +12,13 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ssd.data.errors import DataError
+from ssd.data.images import ImageReadError, read_image
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
@@ -127,6 +131,16 @@ class PreparedSplit:
     def image_path(self, image: dict[str, Any]) -> Path:
         """The file of an entry of :attr:`images`."""
         return self.root / str(image["file_name"])
+
+    def read_image(self, image: dict[str, Any]) -> Tensor:
+        """The pixels of an entry of :attr:`images` as RGB uint8 ``[3, H, W]``, read by the one
+        image reader (:func:`ssd.data.images.read_image`); a file that cannot be read (changed
+        since ``ssd prepare``) is a :class:`DataError` naming it."""
+        path = self.image_path(image)
+        try:
+            return read_image(path)
+        except ImageReadError as err:
+            raise DataError(f"{path}: {err}; run `ssd prepare` again") from None
 
     def annotations_of(self, image_id: Any) -> list[dict[str, Any]]:
         """The annotations of one image, in file order."""

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes, make_grid
+from torchvision.utils import make_grid
 
 from ssd.config import AugmentConfig
 from ssd.data.dataset import DetectionDataset
 from ssd.data.transforms import build_train_transforms
+from ssd.drawing import draw_boxes
 
 
 def write_augmentation_grid(
@@ -37,19 +38,9 @@ def write_augmentation_grid(
             image, target = dataset[index]
             pixels = (image.clamp(0, 1) * 255).to(torch.uint8)
             names = [dataset.class_names[int(label) - 1] for label in target["labels"]]
-            colors = ["yellow" if d else "red" for d in target["difficult"].tolist()]
-            if not len(names):
-                tiles.append(pixels)
-                continue
-            tiles.append(
-                draw_bounding_boxes(
-                    pixels,
-                    target["boxes"].as_subclass(torch.Tensor),
-                    labels=names,
-                    colors=colors,
-                    width=2,
-                )
-            )
+            colors = ["#ffd700" if d else "#d62728" for d in target["difficult"].tolist()]
+            boxes = target["boxes"].as_subclass(torch.Tensor)
+            tiles.append(draw_boxes(pixels, boxes, names, colors))
     grid = make_grid(tiles, nrow=math.ceil(math.sqrt(n)), padding=4, pad_value=255)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ssd.data.safety import DatasetRoot
 
 
 @dataclass
@@ -37,7 +38,9 @@ class RawImage:
     ``annotation`` names the file reported when something about this image is wrong.
     ``split`` is the split the source assigns (``train``/``val``/``test``), or ``None``.
     Unknown classes and malformed entries are reported by the reader; boxes here carry
-    valid class indices.
+    valid class indices. ``refused`` = ``(reason, detail)`` when the reader already knows
+    the image cannot be kept (an unsafe name, an ambiguous id): ``validate`` reports it
+    with the number of its boxes, like every other image it does not keep.
     """
 
     file_name: str
@@ -48,14 +51,21 @@ class RawImage:
     boxes: list[RawBox] = field(default_factory=list)
     split: str | None = None
     normalized: bool = False  # boxes in [0, 1] image units (YOLO), scaled once decoded
+    refused: tuple[str, str] | None = None
 
 
 @dataclass
 class SourceData:
     """A reader's output: class names (index = label - 1), a stream of images and the
-    splits the source defines (a defined split left without images is an error)."""
+    splits the source defines (a defined split left without images is an error).
+
+    ``root`` is the dataset root every image path must lie in (None: generated images);
+    ``labels_at`` says where the boxes were looked for (for the message when there are none).
+    """
 
     classes: list[str]
     images: Iterator[RawImage]
     description: dict[str, str] = field(default_factory=dict)
     splits: frozenset[str] = frozenset()  # the splits the source defines (may end up empty)
+    root: DatasetRoot | None = None
+    labels_at: str = ""

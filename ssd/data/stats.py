@@ -75,68 +75,92 @@ def compute_stats(splits: dict[str, dict[str, Any]], classes: list[str]) -> dict
     }
 
 
+def classes_with_boxes(classes: list[str], stats: dict[str, Any]) -> list[str]:
+    """The classes that have at least one box in some split (what the plots show)."""
+    per_class = stats["per_class"]
+    return [c for c in classes if any(v["boxes"] for v in per_class[c].values())]
+
+
 def plot_stats(
     splits: dict[str, dict[str, Any]], classes: list[str], stats: dict[str, Any], out_png: Path
-) -> None:
-    """Six panels: boxes per class and split, images per class and split, width vs
-    height, area histogram with the COCO bucket limits, size buckets, boxes per image."""
+) -> list[str]:
+    """Boxes and images per class and split (the classes that have boxes, as horizontal
+    bars so that 80 names stay legible), width vs height, area histogram with the COCO
+    bucket limits, size buckets, boxes per image. Returns the classes drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(splits)
-    fig, axes = plt.subplots(2, 3, figsize=(15, 9), dpi=80)
-    x = np.arange(len(classes))
-    width = 0.8 / max(len(names), 1)
-    for key, ax in (("boxes", axes[0, 0]), ("images", axes[0, 1])):
+    shown = classes_with_boxes(classes, stats)
+    hidden = len(classes) - len(shown)
+    rows = max(len(shown), 1)
+    label_size = 9 if rows <= 30 else 8
+    class_height = max(3.5, 0.16 * rows * max(len(names), 1) ** 0.5 + 1.0)
+    fig = plt.figure(figsize=(16, class_height + 4.5), dpi=80)
+    grid = fig.add_gridspec(2, 4, height_ratios=[class_height, 4.0])
+    y = np.arange(len(shown))
+    height = 0.8 / max(len(names), 1)
+    for col, key in ((0, "boxes"), (2, "images")):
+        ax = fig.add_subplot(grid[0, col : col + 2])
         for k, split in enumerate(names):
-            values = [stats["per_class"][c][split][key] for c in classes]
-            ax.bar(x + k * width, values, width, label=split)
-        ax.set_xticks(x + width * (len(names) - 1) / 2, classes, rotation=30, ha="right")
-        ax.set_title(f"{key} per class")
-        ax.legend()
+            values = [stats["per_class"][c][split][key] for c in shown]
+            ax.barh(y + k * height, values, height, label=split)
+        ax.set_yticks(y + height * (len(names) - 1) / 2, shown, fontsize=label_size)
+        ax.invert_yaxis()  # first class at the top
+        note = f" ({hidden} classes without boxes not shown)" if hidden else ""
+        ax.set_title(f"{key} per class{note}")
+        ax.grid(axis="x", alpha=0.3)
+        if names and shown:
+            ax.legend(loc="lower right")
 
-    ax = axes[0, 2]
+    ax = fig.add_subplot(grid[1, 0])
     for split in names:
         wh = np.array([a["bbox"][2:] for a in splits[split]["annotations"]]).reshape(-1, 2)
         ax.scatter(wh[:, 0], wh[:, 1], s=3, alpha=0.4, label=split)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if any((np.array([a["bbox"][2:] for a in splits[s]["annotations"]]) > 0).any() for s in names):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend()
     ax.set_xlabel("box width (px)")
     ax.set_ylabel("box height (px)")
     ax.set_title("box width vs height")
-    ax.legend()
 
-    ax = axes[1, 0]
+    ax = fig.add_subplot(grid[1, 1])
     areas = np.array([a["area"] for s in names for a in splits[s]["annotations"]])
+    areas = areas[areas > 0]
     if areas.size:
         bins = np.logspace(np.log10(max(areas.min(), 1.0)), np.log10(areas.max() + 1), 40)
-        ax.hist(areas, bins=bins)
+        ax.hist(areas, bins=bins.tolist())
         ax.set_xscale("log")
     for limit in (SIZE_RANGES["small"][1], SIZE_RANGES["medium"][1]):
         ax.axvline(limit, color="k", linestyle="--")
     ax.set_xlabel("box area (px², original image)")
     ax.set_title("area (dashed: COCO 32², 96²)")
 
-    ax = axes[1, 1]
+    ax = fig.add_subplot(grid[1, 2])
     buckets = SIZES
+    width = 0.8 / max(len(names), 1)
     for k, split in enumerate(names):
         values = [stats["per_split"][split]["sizes"][b] for b in buckets]
         ax.bar(np.arange(3) + k * width, values, width, label=split)
     ax.set_xticks(np.arange(3) + width * (len(names) - 1) / 2, buckets)
     ax.set_title("COCO size buckets")
-    ax.legend()
+    if names:
+        ax.legend()
 
-    ax = axes[1, 2]
+    ax = fig.add_subplot(grid[1, 3])
     for split in names:
         hist = stats["per_split"][split]["boxes_per_image"]["histogram"]
         ax.plot([int(k) for k in hist], list(hist.values()), marker="o", label=split)
     ax.set_xlabel("boxes in the image")
     ax.set_ylabel("images")
     ax.set_title("boxes per image")
-    ax.legend()
+    if names:
+        ax.legend()
 
     fig.tight_layout()
     fig.savefig(out_png, format="png", metadata={"Software": None})
     plt.close(fig)
+    return shown

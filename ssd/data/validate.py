@@ -1,5 +1,7 @@
-"""Checks every source shares: decode the image, compare its size with the annotation,
-drop empty or unknown boxes, clip boxes to the image. Each decision goes to the report."""
+"""Checks every source shares: the image lies inside the dataset root and decodes (with the
+one image reader, :mod:`ssd.data.images`), its size agrees with the annotation, boxes are
+usable and inside the image. Each decision goes to the report.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ from pathlib import Path
 from PIL import Image
 
 from ssd.data import report as R
+from ssd.data.images import DecodedImage, ImageReadError, decode_image, orient_box
 from ssd.data.records import RawImage
+from ssd.data.safety import DatasetRoot
+
+CONVERTED_SUFFIX = ".png"  # a source image that is not plain JPEG / PNG is written as PNG
 
 
 @dataclass
@@ -27,7 +33,11 @@ class Box:
 
 @dataclass
 class ValidImage:
-    """An image that passed every check, ready to be written."""
+    """An image that passed every check, ready to be written.
+
+    ``file_name`` is its name under the prepared ``images/``; ``pixels`` are written (as
+    PNG) when set, else the source file at ``path`` is copied unchanged.
+    """
 
     file_name: str
     width: int
@@ -38,58 +48,89 @@ class ValidImage:
     boxes: list[Box] = field(default_factory=list)
 
 
-def decode_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of the image at ``path``, decoding all of it so that a truncated
-    or corrupt file fails here (``OSError`` / ``ValueError``) and not during training."""
-    with Image.open(path) as im:
-        im.load()
-        return im.size
-
-
 def _fmt(values: tuple[float, ...]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
-def validate_image(raw: RawImage, classes: list[str], report: R.Report) -> ValidImage | None:
+def _decode(raw: RawImage, root: DatasetRoot | None, report: R.Report) -> DecodedImage | None:
+    """The decoded source image; ``None`` when it was reported as not kept."""
+    where, n = raw.annotation, len(raw.boxes)
+    try:
+        found = raw.path is not None and raw.path.is_file()
+    except OSError:  # a name too long, a loop of links
+        found = False
+    if raw.path is None or not found:
+        report.skip_image(where, R.MISSING_IMAGE, f"image file {raw.file_name} not found", n)
+        return None
+    if root is not None and not root.contains(raw.path):
+        report.skip_image(
+            where,
+            R.UNSAFE_PATH,
+            f"image {root.name(raw.path)} is a link to {raw.path.resolve()}, outside "
+            f"data.path ({root.path}); refused",
+            n,
+        )
+        return None
+    try:
+        return decode_image(raw.path)
+    except ImageReadError as err:
+        report.skip_image(where, err.reason, f"{raw.file_name}: {err}", n)
+        return None
+
+
+def validate_image(
+    raw: RawImage, classes: list[str], report: R.Report, root: DatasetRoot | None = None
+) -> ValidImage | None:
     """Return the image with its usable boxes, or ``None`` (reported) when it can't be kept.
 
+    The image must lie inside ``root`` (every symlink followed) and decode. Sizes and boxes
+    are those of the displayed image (its EXIF orientation applied): boxes annotated on
+    the stored pixels (the annotated size is the stored one) are turned with the image.
     Boxes with zero or negative area are dropped; boxes reaching outside the image are
-    clipped to it (reported as fixed) and dropped only if nothing is left. When the
-    source gives ``normalized`` boxes (YOLO), they are scaled by the decoded size.
+    clipped to it (listed as fixed when a coordinate moves by a pixel or more, counted
+    otherwise) and dropped only if nothing is left. ``normalized`` boxes (YOLO) are
+    scaled by the displayed size.
     """
-    where = raw.annotation
-    lost = f" ({len(raw.boxes)} boxes not kept)" if raw.boxes else ""
+    where, n = raw.annotation, len(raw.boxes)
+    if raw.refused is not None:
+        reason, detail = raw.refused
+        report.skip_image(where, reason, detail, n)
+        return None
+    decoded: DecodedImage | None = None
     if raw.pixels is not None:
         width, height = raw.pixels.size
     else:
-        if raw.path is None or not raw.path.is_file():
-            report.skip(
-                where, "image", R.MISSING_IMAGE, f"image file {raw.file_name} not found{lost}"
-            )
+        decoded = _decode(raw, root, report)
+        if decoded is None:
             return None
-        try:
-            width, height = decode_size(raw.path)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            report.skip(
-                where, "image", R.CORRUPT_IMAGE, f"{raw.file_name} cannot be decoded: {err}{lost}"
-            )
-            return None
+        width, height = decoded.size
+        if decoded.orientation != 1:
+            report.note(R.EXIF_APPLIED)
+
+    turn = 1  # the orientation to apply to the boxes (1: they are drawn on what is shown)
     if raw.annotated_size is not None:
         aw, ah = raw.annotated_size
         if aw <= 0 or ah <= 0:
+            report.note(R.SIZE_UNUSABLE)  # the file's size is used: nothing to list
+        elif (aw, ah) == (width, height):
+            pass
+        elif decoded is not None and decoded.orientation != 1 and (aw, ah) == decoded.stored_size:
+            turn = decoded.orientation
             report.fix(
                 where,
                 "image",
-                R.SIZE_FROM_FILE,
-                f"annotated size {aw}x{ah} is not usable; using the file's {width}x{height}",
+                R.BOXES_ORIENTED,
+                f"annotated size {aw}x{ah} is that of the stored pixels, which EXIF "
+                f"orientation {turn} shows as {width}x{height}; its {n} boxes were turned "
+                "with the image",
             )
-        elif (aw, ah) != (width, height):
-            report.skip(
+        else:
+            report.skip_image(
                 where,
-                "image",
                 R.SIZE_MISMATCH,
                 f"annotation says {aw}x{ah} but {raw.file_name} is {width}x{height}; "
-                f"fix the annotation's size (boxes may be in the wrong scale){lost}",
+                "fix the annotation's size (boxes may be in the wrong scale)",
+                n,
             )
             return None
 
@@ -103,6 +144,8 @@ def validate_image(raw: RawImage, classes: list[str], report: R.Report) -> Valid
         if not all(math.isfinite(v) for v in corners):
             report.skip(where, "box", R.MALFORMED_BOX, f"{what} has a non-finite coordinate")
             continue
+        if turn != 1 and decoded is not None:
+            corners = orient_box(corners, turn, decoded.stored_size)
         x1, y1, x2, y2 = corners
         if x2 <= x1 or y2 <= y1:
             report.skip(where, "box", R.ZERO_AREA_BOX, f"{what} has zero or negative area")
@@ -118,19 +161,30 @@ def validate_image(raw: RawImage, classes: list[str], report: R.Report) -> Valid
                     f"{what} lies outside the {width}x{height} image",
                 )
                 continue
-            report.fix(
-                where,
-                "box",
-                R.BOX_CLIPPED,
-                f"{what} clipped to {_fmt((cx1, cy1, cx2, cy2))} ({width}x{height} image)",
-            )
+            moved = max(abs(a - c) for a, c in zip((x1, y1, x2, y2), (cx1, cy1, cx2, cy2)))
+            if moved < 1.0:
+                report.note(R.SUBPIXEL_CLIP)
+            else:
+                report.fix(
+                    where,
+                    "box",
+                    R.BOX_CLIPPED,
+                    f"{what} clipped to {_fmt((cx1, cy1, cx2, cy2))} ({width}x{height} image)",
+                )
         kept.append(Box(cx1, cy1, cx2 - cx1, cy2 - cy1, b.label, b.difficult))
+
+    file_name, pixels = raw.file_name, raw.pixels
+    if decoded is not None and not decoded.plain:
+        # TIFF, BMP, 16-bit, CMYK, EXIF-rotated ...: the prepared copy is what every reader
+        # (torchvision, a browser, FiftyOne) shows the same way, with the checked size.
+        file_name, pixels = raw.file_name + CONVERTED_SUFFIX, decoded.pixels
+        report.note(R.CONVERTED)
     return ValidImage(
-        file_name=raw.file_name,
+        file_name=file_name,
         width=width,
         height=height,
         split=raw.split,
         path=raw.path,
-        pixels=raw.pixels,
+        pixels=pixels,
         boxes=kept,
     )

@@ -9,17 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import matplotlib.font_manager
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image, write_png
+from torchvision.io import write_png
 from torchvision.ops import box_convert
-from torchvision.utils import draw_bounding_boxes
 
+from ssd.data.images import read_image
 from ssd.data.prepared import SIZES
+from ssd.drawing import draw_boxes
 from ssd.evaluation.coco import CocoResult
 from ssd.evaluation.tide import ERROR_NAMES, ERROR_TYPES, TideResult
 
@@ -50,34 +50,44 @@ def pr_curve_table(
     return {"recall": coco.recall_thresholds, "mean": mean, "per_class": per_class}
 
 
-def plot_pr_curves(coco: CocoResult, class_names: Sequence[str], path: Path) -> Path:
-    """One small panel per class: precision–recall at IoU 0.5 and 0.75 (COCO interpolation)."""
-    n = max(len(class_names), 1)
-    cols = min(4, n)
+def classes_with_ground_truth(coco: CocoResult, class_names: Sequence[str]) -> list[str]:
+    """The classes that have ground truth in the evaluated split (precision defined)."""
+    table = pr_curve_table(coco, class_names, 0.5)
+    return [name for name in class_names if (table["per_class"][name] > -1).any()]
+
+
+def plot_pr_curves(coco: CocoResult, class_names: Sequence[str], path: Path) -> list[str]:
+    """One small panel per class with ground truth: precision–recall at IoU 0.5 and 0.75
+    (COCO interpolation). With many classes (80 for COCO) the panels go 8 to a row and
+    keep their size, so every title stays legible. Returns the classes drawn."""
+    shown = classes_with_ground_truth(coco, class_names)
+    hidden = len(class_names) - len(shown)
+    n = max(len(shown), 1)
+    cols = min(4, n) if n <= 16 else 8
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows + 0.4), squeeze=False)
+    for ax in axes.flat[len(shown) :]:
         ax.axis("off")
     tables = {iou: pr_curve_table(coco, class_names, iou) for iou in (0.5, 0.75)}
-    for k, name in enumerate(class_names):
+    for k, name in enumerate(shown):
         ax = axes.flat[k]
         for iou, style in ((0.5, "-"), (0.75, "--")):
             p = tables[iou]["per_class"][name]
-            if (p > -1).any():
-                ap = float(np.clip(p, 0, None).mean())
-                ax.plot(
-                    tables[iou]["recall"],
-                    np.clip(p, 0, None),
-                    style,
-                    label=f"IoU {iou}: AP {ap:.3f}",
-                )
-        ax.set(title=name, xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+            ap = float(np.clip(p, 0, None).mean())
+            ax.plot(
+                tables[iou]["recall"], np.clip(p, 0, None), style, label=f"IoU {iou}: AP {ap:.3f}"
+            )
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+        ax.set_title(name if len(name) <= 28 else name[:27] + "…", fontsize=11)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower left")
-        else:
-            ax.text(0.5, 0.5, "no ground truth", ha="center", va="center")
-    return _save(fig, path)
+        ax.legend(fontsize=7, loc="lower left")
+    if not shown:
+        axes.flat[0].axis("on")
+        axes.flat[0].text(0.5, 0.5, "no ground truth", ha="center", va="center")
+    if hidden:
+        fig.suptitle(f"{hidden} classes without ground truth in this split are not shown")
+    _save(fig, path)
+    return shown
 
 
 def plot_ap_by_size(stats: dict[str, float | None], counts: dict[str, int], path: Path) -> Path:
@@ -220,25 +230,25 @@ def draw_sample(
     class_names: Sequence[str],
     path: Path,
 ) -> Path:
-    """Draw GT (green) and detections (blue = true positive, red = error type) on one image."""
-    image = decode_image(str(image_path), mode=ImageReadMode.RGB)
-    boxes, labels, colors = [], [], []
+    """Draw GT (green) and detections (blue = true positive, red = error type) on one image,
+    each label on a filled background (:func:`ssd.drawing.draw_boxes`); detections' labels
+    are drawn over the ground truth's, the best score on top."""
+    image = read_image(image_path)
+    boxes, labels, colors, order = [], [], [], []
     for a in gt:
         boxes.append(a["bbox"])
         labels.append(f"GT {class_names[a['category_id'] - 1]}")
         colors.append(GT_COLOR)
+        order.append(-1.0)
     for d, label in detections:
         boxes.append(d["bbox"])
         name = class_names[d["category_id"] - 1]
         labels.append(f"{name} {d['score']:.2f}" + ("" if label == "tp" else f" [{label}]"))
         colors.append(TP_COLOR if label == "tp" else FP_COLOR)
+        order.append(float(d["score"]))
     if boxes:
         xyxy = box_convert(torch.tensor(boxes, dtype=torch.float32), "xywh", "xyxy")
-        font = matplotlib.font_manager.findfont("DejaVu Sans")  # shipped with matplotlib
-        font_size = max(10, image.shape[-1] // 50)
-        image = draw_bounding_boxes(
-            image, xyxy, labels=labels, colors=colors, width=2, font=font, font_size=font_size
-        )
+        image = draw_boxes(image, xyxy, labels, colors, order)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png(image, str(path), compression_level=1)
     return path

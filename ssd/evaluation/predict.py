@@ -3,7 +3,7 @@
 The detector is anything with ``predict(images: list[uint8 Tensor [3, H, W]]) -> list[dict]``
 returning ``{"boxes": [K, 4] XYXY in the original image pixels, "scores": [K],
 "labels": [K] in 1..C}`` (:class:`ssd.inference.Detector`). Images are read with
-``torchvision.io.decode_image`` from the split's ``file_name`` (relative to the prepared dir).
+:meth:`PreparedSplit.read_image` (the one image reader), as training reads them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from typing import Any, Protocol
 
 import torch
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.ops import box_convert
 from tqdm import tqdm
 
@@ -57,9 +56,7 @@ def predict_split(
     with tqdm(total=len(images), desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
-            tensors = [
-                decode_image(str(split.image_path(img)), mode=ImageReadMode.RGB) for img in batch
-            ]
+            tensors = [split.read_image(img) for img in batch]
             t0 = time.perf_counter()
             with torch.inference_mode():
                 predictions = detector.predict(tensors)

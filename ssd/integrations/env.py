@@ -66,3 +66,42 @@ def resolve_tracking_uri(uri: str | None, root: Path | None = None) -> str:
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         return f"{prefix}{(root or project_root()) / uri[len(prefix) :]}"
     return uri
+
+
+# A tracking server that does not answer: MLflow's own defaults retry for minutes (7 retries
+# with exponential back-off, 120 s per request). Bounded here for the commands that call
+# check_tracking_server; a value the user set in the environment is kept.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
+    """For an ``http(s)://`` tracking URI, make sure the server answers within ``timeout``
+    seconds, and bound MLflow's retries for what follows; other URIs are left alone.
+
+    Raises:
+        ConnectionError: the server does not answer; the message says what to check.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (with any status): the server is there
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConnectionError(
+            f"the MLflow server at {uri} does not answer ({reason}); check that it is running "
+            "(`make mlflow-ui` starts one on 127.0.0.1:5000) and that tracking.tracking_uri "
+            "points at it, or set tracking.tracking_uri=sqlite:///mlflow.db to use the "
+            "project's database"
+        ) from None

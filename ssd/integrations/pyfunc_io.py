@@ -1,17 +1,35 @@
-"""Turning images into a detections table (used by the MLflow pyfunc model)."""
+"""Turning images into a detections table (used by the MLflow pyfunc model).
+
+Paths and ``data:image/...;base64,`` URIs are read by the one image reader (:func:`ssd.data.images.read_image`), arrays taken
+by :func:`ssd.data.images.image_from_array`: the model sees the pixels training,
+evaluation and ``ssd detect`` see.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torchvision.io import ImageReadMode, decode_image
 
+from ssd.data.images import ImageReadError, image_from_array, read_image
 from ssd.inference import Detector
 
 COLUMNS = ["image", "label", "score", "x1", "y1", "x2", "y2"]
+DATA_URI = "data:image/"
+
+
+def _data_uri_bytes(uri: str) -> bytes:
+    """The bytes of a ``data:image/<type>;base64,<data>`` URI (how an input example ships)."""
+    head, _, data = uri.partition(",")
+    if not head.endswith(";base64") or not data:
+        raise ImageReadError("a data: URI must be data:image/<type>;base64,<data>", "corrupt_image")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageReadError("the data: URI is not valid base64", "corrupt_image") from None
 
 
 def _as_items(model_input: Any) -> list[Any]:
@@ -29,8 +47,13 @@ def detect_table(
     batch_size: int = 8,
     score_threshold: float | None = None,
 ) -> pd.DataFrame:
-    """Detections for paths or HxWx3 uint8 arrays as a DataFrame (``COLUMNS``), those scoring
-    at least ``score_threshold`` (None: ``postprocess.detect_score_threshold``)."""
+    """Detections for paths or arrays (H x W x 3 uint8, or any array
+    :func:`~ssd.data.images.image_from_array` takes) as a DataFrame (``COLUMNS``), those
+    scoring at least ``score_threshold`` (None: ``postprocess.detect_score_threshold``).
+
+    Raises:
+        ValueError: an image that cannot be used, naming it and why.
+    """
     if score_threshold is None:
         score_threshold = detector.detect_score_threshold
     detector.postprocess.score_threshold = max(score_threshold, detector.settings.score_threshold)
@@ -40,17 +63,18 @@ def detect_table(
         chunk = items[start : start + batch_size]
         tensors, names = [], []
         for i, item in enumerate(chunk):
-            if isinstance(item, str):
-                tensors.append(decode_image(item, mode=ImageReadMode.RGB))
-                names.append(item)
-            else:
-                arr = np.asarray(item)
-                if arr.ndim != 3 or arr.shape[2] != 3:
-                    raise ValueError(f"image {start + i}: expected HxWx3 array, got {arr.shape}")
-                tensors.append(
-                    torch.from_numpy(np.ascontiguousarray(arr, dtype=np.uint8)).permute(2, 0, 1)
-                )
-                names.append(str(start + i))
+            inline = isinstance(item, str) and item.startswith(DATA_URI)
+            name = item if isinstance(item, str) and not inline else str(start + i)
+            try:
+                if inline:
+                    tensors.append(read_image(_data_uri_bytes(item)))
+                elif isinstance(item, str):
+                    tensors.append(read_image(item))
+                else:
+                    tensors.append(image_from_array(item))
+            except ImageReadError as err:
+                raise ValueError(f"image {name}: {err}") from None
+            names.append(name)
         for name, det in zip(names, detector.predict(tensors), strict=True):
             for box, score, label in zip(
                 det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), strict=True

@@ -20,7 +20,11 @@ from ssd.config import Config
 from ssd.data.errors import DataError
 from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.confusion import deploy_threshold
-from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
+from ssd.integrations.env import (
+    check_tracking_server,
+    configure_offline_defaults,
+    resolve_tracking_uri,
+)
 from ssd.integrations.mlflow_model import log_detector_model
 from ssd.provenance import dataset_fingerprint, git_commit
 
@@ -109,7 +113,13 @@ def register(
         raise RegistryError(f"no detector at '{model_dir}'; run `ssd train` first")
     if not metrics_path.is_file():
         raise RegistryError(f"no metrics at '{metrics_path}'; run `ssd evaluate` first")
-    metrics = json.loads(metrics_path.read_text())
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else "nested too deeply"
+        raise RegistryError(f"{metrics_path} cannot be read: {first}; run `ssd evaluate`") from None
+    if not isinstance(metrics, dict):
+        raise RegistryError(f"{metrics_path} is not a metrics object; run `ssd evaluate`")
     metric = policy.metric
     if metric not in metrics:
         raise RegistryError(
@@ -139,10 +149,45 @@ def register(
         return result
 
     configure_offline_defaults()
+    uri = resolve_tracking_uri(tracking_uri)
+    try:
+        check_tracking_server(uri)
+    except ConnectionError as err:
+        raise RegistryError(str(err)) from None
+    try:
+        _register_in_mlflow(
+            model_dir, metrics, split, uri, experiment, model_name, policy, postprocess, result
+        )
+    except RegistryError:
+        raise
+    except Exception as err:  # MlflowException, a requests error: one message, not a traceback
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise RegistryError(
+            f"registering in MLflow at {uri} failed: {first}; check tracking.tracking_uri and "
+            "that the server (or database) is reachable"
+        ) from None
+    _write(out, result)
+    return result
+
+
+def _register_in_mlflow(
+    model_dir: Path,
+    metrics: dict[str, Any],
+    split: PreparedSplit,
+    uri: str,
+    experiment: str,
+    model_name: str,
+    policy: Policy,
+    postprocess: dict[str, Any] | None,
+    result: dict[str, Any],
+) -> None:
+    """Log, register and decide (see :func:`register`); fills ``result``."""
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    metric, new_value = result["metric"], result["value"]
+    fingerprint = result["dataset_fingerprint"]
+    mlflow.set_tracking_uri(uri)
     experiment_id = mlflow.set_experiment(experiment).experiment_id
     client = MlflowClient()
     train_id = training_run(model_dir)
@@ -204,8 +249,6 @@ def register(
             "training_run_id": train_id,
         }
     )
-    _write(out, result)
-    return result
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
@@ -230,7 +273,12 @@ def register_from_config(cfg: Config) -> dict[str, Any]:
         return result
     split_name: str = cfg.evaluate.split
     if cfg.layout.evaluation.is_file():  # the split evaluated (evaluate --split may differ)
-        split_name = str(json.loads(cfg.layout.evaluation.read_text()).get("split", split_name))
+        try:
+            recorded = json.loads(cfg.layout.evaluation.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            recorded = None  # register() says what is wrong with the metrics
+        if isinstance(recorded, dict):
+            split_name = str(recorded.get("split", split_name))
     try:
         split = PreparedSplit.load(cfg.layout.prepared, split_name)
         threshold = deploy_threshold(cfg.postprocess.detect_score_threshold, metrics_path)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
+from ssd.integrations.env import (
+    check_tracking_server,
+    configure_offline_defaults,
+    resolve_tracking_uri,
+)
 
 MODELS_SCHEME = "models:/"
 DETECTOR_ARTIFACT = "detector"  # the pyfunc artifact's name
@@ -43,7 +47,12 @@ def resolve_detector(
     import mlflow
     from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    resolved = resolve_tracking_uri(tracking_uri)
+    try:
+        check_tracking_server(resolved)
+    except ConnectionError as err:
+        raise RegistryError(f"cannot resolve '{uri}': {err}") from None
+    mlflow.set_tracking_uri(resolved)
     try:
         # MLflow stores the artifact as artifacts/<folder name at logging time>; MLmodel says.
         flavors = mlflow.models.get_model_info(uri).flavors

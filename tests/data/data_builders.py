@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +131,125 @@ def make_yolo(
     if names is not None:
         (root / "data.yaml").write_text("names: [" + ", ".join(names) + "]\n")
     return root
+
+
+# ---------------------------------------------------------------- crafted files
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header claims ``width x height`` RGB pixels."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b""))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def real_big_png(path: Path, width: int, height: int) -> Path:
+    """A complete, valid 1-bit PNG of ``width x height`` (all black), written row by row so
+    that it never needs the pixels in memory (20000 x 20000 is about 50 kB)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    squash = zlib.compressobj(9)
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    data = b"".join(squash.compress(row) for _ in range(height)) + squash.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", data)
+        + _png_chunk(b"IEND", b"")
+    )
+    return path
+
+
+def png16(path: Path, values: Any) -> Path:
+    """A 16-bit PNG of ``values`` (uint16 ``H x W`` gray or ``H x W x 3`` RGB), written by
+    hand (Pillow writes 16-bit gray only)."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    arr = np.asarray(values, dtype=">u2")
+    height, width = arr.shape[:2]
+    color = 2 if arr.ndim == 3 else 0
+    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, color, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
+    return path
+
+
+def exif_jpeg(path: Path, stored: tuple[int, int], orientation: int, marker: bool = False) -> Path:
+    """A JPEG stored as ``stored`` (width, height) whose EXIF says ``orientation``."""
+    im = Image.new("RGB", stored, (120, 60, 30))
+    if marker:  # a white block in the stored top-left corner
+        im.paste((255, 255, 255), (0, 0, stored[0] // 4, stored[1] // 4))
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, format="JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+# ---------------------------------------------------------------- reads outside a folder
+
+_WATCHED: list[tuple[str, list[str]]] = []
+_HOOKED = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "open" or not _WATCHED or not args:
+        return
+    target = args[0]
+    if isinstance(target, int) or target is None:
+        return
+    import os
+
+    try:
+        real = os.path.realpath(os.fsdecode(target))
+    except (TypeError, ValueError):
+        return
+    for folder, hits in _WATCHED:
+        if real == folder or real.startswith(folder + os.sep):
+            hits.append(real)
+
+
+@contextmanager
+def reads_inside(folder: Path) -> Iterator[list[str]]:
+    """Record every file opened (Python's ``open`` audit event, which Pillow, shutil and
+    pathlib all raise) whose real path lies in ``folder``."""
+    import os
+    import sys
+
+    global _HOOKED
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED = True
+    hits: list[str] = []
+    entry = (os.path.realpath(folder), hits)
+    _WATCHED.append(entry)
+    try:
+        yield hits
+    finally:
+        _WATCHED.remove(entry)

@@ -305,12 +305,13 @@ def test_failed_run_keeps_previous_output(tmp_path, prepare_cfg):
 
 
 def test_cli_prints_one_message(tmp_path):
+    (tmp_path / "params.yaml").write_text("{}\n")
     result = CliRunner().invoke(
         app,
         [
             "prepare",
             "--params",
-            str(tmp_path / "none.yaml"),
+            str(tmp_path / "params.yaml"),
             "--set",
             "data.source=voc",
             "--set",
@@ -318,4 +319,5 @@ def test_cli_prints_one_message(tmp_path):
         ],
     )
     assert result.exit_code == 2
-    assert "does not exist" in result.output and "Traceback" not in result.output
+    assert "does not exist; put the voc dataset in" in result.output
+    assert "Traceback" not in result.output

@@ -9,14 +9,23 @@ from ssd.config import DataConfig
 from ssd.data.errors import DataError
 from ssd.data.records import SourceData
 from ssd.data.report import Report
+from ssd.data.safety import DatasetRoot, UnsafePath, check_name
 
 
 def dataset_root(cfg: DataConfig) -> Path:
     """The input root (``data.path``, default ``data/raw/<name>``) as an existing folder, or a
     :class:`DataError` saying what to set."""
+    try:
+        check_name(cfg.path or "")
+    except UnsafePath as err:
+        raise DataError(f"data.path: {err}") from None
     root = cfg.source_dir
     where = f"data.path '{cfg.path}'" if cfg.path else f"'{root}' (data.path is not set)"
-    if not root.exists():
+    try:
+        exists = root.exists()
+    except OSError as err:
+        raise DataError(f"{where} cannot be used: {err.strerror or err}") from None
+    if not exists:
         raise DataError(
             f"{where} does not exist; put the {cfg.source} dataset in data/raw/{cfg.name}/ "
             f"(and `dvc add data/raw/{cfg.name}`), or point data.path at it"
@@ -27,20 +36,31 @@ def dataset_root(cfg: DataConfig) -> Path:
 
 
 def read_source(cfg: DataConfig, report: Report) -> SourceData:
-    """Dispatch on ``data.source``."""
+    """Dispatch on ``data.source``. Every file a reader reads lies inside ``data.path``
+    (:class:`~ssd.data.safety.DatasetRoot`); a folder or option that leads outside stops
+    with one message."""
     if cfg.source == "synthetic":
         from ssd.data.sources.synthetic import read_synthetic
 
         return read_synthetic(num_images=cfg.num_images, image_size=cfg.image_size, seed=cfg.seed)
-    root = dataset_root(cfg)
-    if cfg.source == "voc":
-        from ssd.data.sources.voc import read_voc
+    root = DatasetRoot(dataset_root(cfg))
+    try:
+        if cfg.source == "voc":
+            from ssd.data.sources.voc import read_voc
 
-        return read_voc(root, report, names_file=cfg.names_file)
-    if cfg.source == "coco":
-        from ssd.data.sources.coco import read_coco
+            return read_voc(
+                root,
+                report,
+                names_file=cfg.names_file,
+                annotations_dir=cfg.annotations_dir,
+                images_dir=cfg.images_dir,
+            )
+        if cfg.source == "coco":
+            from ssd.data.sources.coco import read_coco
 
-        return read_coco(root, report, coco_json=cfg.coco_json, images_dir=cfg.images_dir)
-    from ssd.data.sources.yolo import read_yolo
+            return read_coco(root, report, coco_json=cfg.coco_json, images_dir=cfg.images_dir)
+        from ssd.data.sources.yolo import read_yolo
 
-    return read_yolo(root, report, names_file=cfg.names_file)
+        return read_yolo(root, report, names_file=cfg.names_file)
+    except UnsafePath as err:
+        raise DataError(str(err)) from None

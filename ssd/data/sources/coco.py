@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ssd.data import report as R
 from ssd.data.errors import DataError
 from ssd.data.records import RawBox, RawImage, SourceData
-from ssd.data.safety import UnsafePath, relative_name, resolve_inside
+from ssd.data.safety import DatasetRoot, UnsafePath
 
 _SPLIT_WORDS = (("train", "train"), ("val", "val"), ("valid", "val"), ("test", "test"))
 
@@ -38,18 +39,16 @@ def split_of(name: str) -> str | None:
     return None
 
 
-def _find_jsons(root: Path, coco_json: str | None) -> list[tuple[Path, str | None]]:
+def _find_jsons(root: DatasetRoot, coco_json: str | None) -> list[tuple[Path, str | None]]:
+    base = root.path
     if coco_json:
-        path = Path(coco_json).expanduser()
-        path = path if path.is_absolute() else root / path
-        if not path.is_file():
+        path = root.option(coco_json, "coco_json")
+        if not root.is_file(path):
             raise DataError(f"data.coco_json '{coco_json}' not found (looked at {path})")
         return [(path, None)]
-    candidates = (
-        sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
-    )
-    candidates += sorted(root.glob("*.json"))
-    candidates += sorted(root.glob("*/_annotations.coco.json"))
+    candidates = sorted((base / "annotations").glob("*.json")) if root.is_dir(base / "annotations") else []
+    candidates += sorted(base.glob("*.json"))
+    candidates += sorted(base.glob("*/_annotations.coco.json"))
     by_split = [
         (p, split_of(p.stem if p.name != "_annotations.coco.json" else p.parent.name))
         for p in candidates
@@ -61,29 +60,41 @@ def _find_jsons(root: Path, coco_json: str | None) -> list[tuple[Path, str | Non
         return [(candidates[0], None)]
     if not candidates:
         raise DataError(
-            f"no COCO JSON found in {root} (looked in annotations/, the root and "
+            f"no COCO JSON found in {base} (looked in annotations/, the root and "
             "<split>/_annotations.coco.json); set data.coco_json"
         )
     raise DataError(
-        f"several JSON files in {root} ({', '.join(relative_name(root, p) for p in candidates)}); "
+        f"several JSON files in {base} ({', '.join(root.name(p) for p in candidates)}); "
         "set data.coco_json to the instances file to use"
     )
 
 
-def _image_dirs(root: Path, json_path: Path, images_dir: str | None) -> list[Path]:
+def _image_dirs(root: DatasetRoot, json_path: Path, images_dir: str | None) -> list[Path]:
+    """Where ``file_name`` is looked up, first match wins. A folder among them that is a
+    link out of the root stops the run (:class:`UnsafePath`)."""
     if images_dir:
-        path = Path(images_dir).expanduser()
-        return [path if path.is_absolute() else root / path]
+        folder = root.option(images_dir, "images_dir")
+        if not root.is_dir(folder):
+            raise DataError(f"data.images_dir '{images_dir}' is not a folder (looked at {folder})")
+        return [folder]
+    base = root.path
     stem = json_path.stem.removeprefix("instances_")
-    dirs = [root / stem, root / "images" / stem, root / "images", json_path.parent, root]
-    return list(dict.fromkeys(dirs))
+    dirs = [base / stem, base / "images" / stem, base / "images", json_path.parent, base]
+    return [d for d in dict.fromkeys(dirs) if root.is_dir(d)]
 
 
-def _load(json_path: Path, name: str, report: R.Report) -> dict[str, Any] | None:
+def _load(root: DatasetRoot, json_path: Path, name: str, report: R.Report) -> dict[str, Any] | None:
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
+        data = json.loads(root.read_text(json_path))
+    except UnsafePath as err:
+        report.skip(name, "annotation", R.UNSAFE_PATH, str(err))
+        return None
+    except RecursionError:
+        report.skip(name, "annotation", R.MALFORMED_ANNOTATION, "JSON is nested too deeply")
+        return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        report.skip(name, "annotation", R.MALFORMED_ANNOTATION, f"JSON cannot be read: {err}")
+        first = str(err).splitlines()[0][:200]
+        report.skip(name, "annotation", R.MALFORMED_ANNOTATION, f"JSON cannot be read: {first}")
         return None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         report.skip(name, "annotation", R.MALFORMED_ANNOTATION, "no 'images' list at the top level")
@@ -97,21 +108,65 @@ def _load(json_path: Path, name: str, report: R.Report) -> dict[str, Any] | None
 
 def _bbox(value: Any) -> tuple[float, float, float, float]:
     if not isinstance(value, list) or len(value) != 4:
-        raise ValueError(f"bbox must be [x, y, w, h], got {value!r}")
+        raise ValueError(f"bbox must be [x, y, w, h], got {str(value)[:80]}")
     x, y, w, h = (float(v) for v in value)
     if not all(math.isfinite(v) for v in (x, y, w, h)):
         raise ValueError(f"bbox has a non-finite value: {value!r}")
     return x, y, w, h
 
 
+def _images(
+    root: DatasetRoot,
+    data: dict[str, Any],
+    name: str,
+    dirs: list[Path],
+    split: str | None,
+    report: R.Report,
+) -> tuple[list[RawImage], dict[int, RawImage]]:
+    """The JSON's images, and per image id the one its annotations go to."""
+    entries: list[tuple[int, RawImage]] = []
+    for entry in data["images"]:
+        try:
+            image_id, file_name = int(entry["id"]), str(entry["file_name"])
+            size = (int(entry.get("width", 0) or 0), int(entry.get("height", 0) or 0))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            report.skip(name, "image", R.MALFORMED_ANNOTATION, f"bad image entry {str(entry)[:200]}")
+            continue
+        where = f"{name}: image {image_id} ({file_name[:200]})"
+        raw = RawImage(file_name="", annotation=where, split=split)
+        raw.annotated_size = size if size != (0, 0) else None
+        try:
+            options = [root.join(d, file_name) for d in dirs] or [root.join(root.path, file_name)]
+        except UnsafePath as err:
+            raw.refused = (R.UNSAFE_PATH, f"file_name: {err}")
+            entries.append((image_id, raw))
+            continue
+        raw.path = next((p for p in options if root.is_file(p)), options[0])
+        raw.file_name = root.name(raw.path).removeprefix("images/")
+        entries.append((image_id, raw))
+    # An id used twice: its boxes cannot be told apart, so none of its images is kept.
+    count = Counter(image_id for image_id, _ in entries)
+    by_id: dict[int, RawImage] = {}
+    for image_id, raw in entries:
+        if count[image_id] > 1:
+            files = [r.file_name or "?" for i, r in entries if i == image_id]
+            raw.refused = (
+                R.DUPLICATE_ID,
+                f"image id {image_id} is used by {count[image_id]} images ({', '.join(files)}); "
+                "the boxes of that id cannot be told apart: give each image its own id",
+            )
+        by_id.setdefault(image_id, raw)  # the first takes the id's boxes (and reports them)
+    return [raw for _, raw in entries], by_id
+
+
 def read_coco(
-    root: Path, report: R.Report, coco_json: str | None = None, images_dir: str | None = None
+    root: DatasetRoot, report: R.Report, coco_json: str | None = None, images_dir: str | None = None
 ) -> SourceData:
     files = _find_jsons(root, coco_json)
     loaded: list[tuple[Path, str, str | None, dict[str, Any]]] = []
     for path, split in files:
-        name = relative_name(root, path)
-        data = _load(path, name, report)
+        name = root.name(path)
+        data = _load(root, path, name, report)
         if data is not None:
             loaded.append((path, name, split, data))
 
@@ -123,8 +178,10 @@ def read_coco(
         for cat in data.get("categories", []):
             try:
                 cid, cname = int(cat["id"]), str(cat["name"]).strip()
-            except (KeyError, TypeError, ValueError):
-                report.skip(name, "annotation", R.MALFORMED_ANNOTATION, f"bad category {cat!r}")
+            except (KeyError, TypeError, ValueError, OverflowError):
+                report.skip(
+                    name, "annotation", R.MALFORMED_ANNOTATION, f"bad category {str(cat)[:200]}"
+                )
                 continue
             if cid in mapping:
                 report.skip(name, "annotation", R.DUPLICATE_ID, f"category id {cid} appears twice")
@@ -137,43 +194,16 @@ def read_coco(
 
     images: list[RawImage] = []
     for (path, name, split, data), mapping in zip(loaded, cat_names, strict=True):
-        dirs = _image_dirs(root, path, images_dir)
-        by_id: dict[int, RawImage] = {}
-        for entry in data["images"]:
-            try:
-                image_id, file_name = int(entry["id"]), str(entry["file_name"])
-                size = (int(entry.get("width", 0) or 0), int(entry.get("height", 0) or 0))
-            except (KeyError, TypeError, ValueError):
-                report.skip(name, "image", R.MALFORMED_ANNOTATION, f"bad image entry {entry!r}")
-                continue
-            where = f"{name}: image {image_id} ({file_name})"
-            if image_id in by_id:
-                report.skip(where, "image", R.DUPLICATE_ID, f"image id {image_id} appears twice")
-                continue
-            try:
-                options = [resolve_inside(d, file_name) for d in dirs]
-            except UnsafePath as err:
-                report.skip(where, "image", R.UNSAFE_PATH, f"file_name: {err}")
-                by_id[image_id] = RawImage(file_name="", annotation=where)  # ids stay taken
-                continue
-            image_path = next((p for p in options if p.is_file()), options[0])
-            out_name = relative_name(root, image_path)
-            out_name = out_name.removeprefix("images/")
-            by_id[image_id] = RawImage(
-                file_name=out_name,
-                annotation=where,
-                path=image_path,
-                annotated_size=size if size != (0, 0) else None,
-                split=split,
-            )
+        listed, by_id = _images(root, data, name, _image_dirs(root, path, images_dir), split, report)
         seen_ann: set[int] = set()
         for ann in data.get("annotations", []):
             try:
                 ann_id, image_id = int(ann["id"]), int(ann["image_id"])
                 cat = int(ann["category_id"])
                 x, y, w, h = _bbox(ann.get("bbox"))
-            except (KeyError, TypeError, ValueError) as err:
-                report.skip(name, "box", R.MALFORMED_BOX, f"annotation {ann.get('id', '?')}: {err}")
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
+                ident = ann.get("id", "?") if isinstance(ann, dict) else "?"
+                report.skip(name, "box", R.MALFORMED_BOX, f"annotation {str(ident)[:40]}: {err}")
                 continue
             where = f"{name}: annotation {ann_id}"
             if ann_id in seen_ann:
@@ -196,11 +226,14 @@ def read_coco(
                     difficult=bool(ann.get("iscrowd", 0)),
                 )
             )
-        images += [im for im in by_id.values() if im.file_name]
-    images.sort(key=lambda im: im.file_name)
+        images += listed
+    images.sort(key=lambda im: (im.file_name, im.annotation))
     return SourceData(
         classes=classes,
         images=iter(images),
         description={"annotations": ", ".join(name for _, name, _, _ in loaded)},
         splits=frozenset(split for _, split in files if split is not None),
+        root=root,
+        labels_at="the 'annotations' lists of "
+        + (", ".join(name for _, name, _, _ in loaded) or "the COCO JSON"),
     )

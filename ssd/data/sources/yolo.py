@@ -1,46 +1,72 @@
-"""YOLO txt reader: ``images/`` + ``labels/`` with one ``class cx cy w h`` line per box
-(normalised to [0, 1]); polygon lines (``class x1 y1 x2 y2 ...``) become their box.
+"""YOLO txt reader: one ``class cx cy w h`` line per box (normalised to [0, 1], in the
+displayed image: its EXIF orientation applied); polygon lines (``class x1 y1 x2 y2 ...``)
+become their box.
 
-Layouts: ``images/<split>/`` + ``labels/<split>/`` (Ultralytics), ``<split>/images`` +
-``<split>/labels`` (Roboflow), or flat ``images/`` + ``labels/`` (split by ratio); split
-folders may be called train, val/valid, test. An image without a label file is a
-background image (no objects), as in YOLO. Class names come from ``data.names_file`` or
-the first of data.yaml, dataset.yaml, data.yml, classes.txt, obj.names, classes.names.
+Where the images are:
+
+- an Ultralytics ``data.yaml`` (``path``, ``train``, ``val``, optional ``test``, ``names`` as
+  a list or a ``{id: name}`` mapping, or only ``nc``): each split is a folder, a ``.txt``
+  list of image files, or a list of those, relative to ``path`` (itself relative to the
+  YAML's folder; a ``path`` that does not exist there, such as the author's
+  ``/content/datasets/x``, is ignored). Roboflow's ``../train/images`` is found as
+  ``train/images``, as Ultralytics does. The YAML is ``data.names_file`` when it names one,
+  else the first of data.yaml, dataset.yaml, data.yml at the root, else the only YAML at
+  the root with ``names``;
+- otherwise folders: ``images/<split>/`` (Ultralytics), ``<split>/images`` (Roboflow), or
+  flat ``images/`` (split by ratio); split folders may be called train, val/valid, test.
+
+Each image's label is found as Ultralytics finds it: the path with its last ``images``
+folder replaced by ``labels`` and the suffix by ``.txt`` (next to the image when the path
+has no ``images`` folder). An image without a label file is a background image (no
+objects), as in YOLO. Class names come from the YAML, or from ``data.names_file`` /
+classes.txt, obj.names, classes.names (one name a line).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ssd.data import report as R
 from ssd.data.errors import DataError
+from ssd.data.images import IMAGE_SUFFIXES
 from ssd.data.records import RawBox, RawImage, SourceData
-from ssd.data.safety import is_inside, relative_name
+from ssd.data.safety import DatasetRoot, UnsafePath
 from ssd.data.sources.coco import split_of
-from ssd.data.sources.names import names_path, read_names
-from ssd.data.sources.voc import IMAGE_SUFFIXES
+from ssd.data.sources.names import (
+    YAML_SUFFIXES,
+    names_from,
+    names_path,
+    read_names,
+    read_yaml,
+)
 
-NAME_FILES = ("data.yaml", "dataset.yaml", "data.yml", "classes.txt", "obj.names", "classes.names")
+YAML_FILES = ("data.yaml", "dataset.yaml", "data.yml")
+TEXT_NAME_FILES = ("classes.txt", "obj.names", "classes.names")
+NAME_FILES = (*YAML_FILES, *TEXT_NAME_FILES)
+SPLIT_KEYS = ("train", "val", "test")
 
 
-def _pairs(root: Path) -> list[tuple[Path, Path, str | None]]:
-    """``(images folder, labels folder, split)`` for the layout found under ``root``."""
-    if (root / "images").is_dir():
-        images, labels = root / "images", root / "labels"
-        subdirs = [d for d in sorted(images.iterdir()) if d.is_dir() and split_of(d.name)]
-        pairs = [(d, labels / d.name, split_of(d.name)) for d in subdirs]
-        return [*pairs, (images, labels, None)]  # loose files / other folders: by ratio
-    pairs = []
-    for d in sorted(root.iterdir()):
-        if d.is_dir() and split_of(d.name) and (d / "images").is_dir():
-            pairs.append((d / "images", d / "labels", split_of(d.name)))
-    if not pairs:
-        raise DataError(
-            f"{root} has no images/ folder (nor <split>/images); a YOLO dataset needs "
-            "images/ and labels/ (or set data.source to voc or coco)"
-        )
-    return pairs
+@dataclass
+class _Layout:
+    """The images found, by split (``None``: no split), and how they were found."""
+
+    images: list[tuple[str | None, Path]] = field(default_factory=list)
+    description: str = ""
+    splits: frozenset[str] = frozenset()
+
+
+def label_path(image: Path) -> Path:
+    """The label file of ``image``: its last ``images`` folder replaced by ``labels`` (as
+    Ultralytics' ``img2label_paths``), suffix ``.txt``; next to the image without one."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
 
 
 def _parse_line(tokens: list[str]) -> tuple[int, tuple[float, float, float, float]]:
@@ -49,8 +75,10 @@ def _parse_line(tokens: list[str]) -> tuple[int, tuple[float, float, float, floa
         raise ValueError(f"expected 'class cx cy w h' (or a polygon), got {len(tokens)} values")
     cls_f = float(tokens[0])
     values = [float(t) for t in tokens[1:]]
-    if not cls_f.is_integer() or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"class id must be an integer and coordinates finite: {' '.join(tokens)}")
+    if not math.isfinite(cls_f) or not cls_f.is_integer() or not all(map(math.isfinite, values)):
+        raise ValueError(
+            f"class id must be an integer and coordinates finite: {' '.join(tokens)[:80]}"
+        )
     if len(values) == 4:
         cx, cy, w, h = values
         corners = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
@@ -60,98 +88,318 @@ def _parse_line(tokens: list[str]) -> tuple[int, tuple[float, float, float, floa
     return int(cls_f), corners
 
 
-def read_yolo(root: Path, report: R.Report, names_file: str | None = None) -> SourceData:
-    if names_file:
-        classes = read_names(names_path(root, names_file))
-    else:
-        found = [root / n for n in NAME_FILES if (root / n).is_file()]
-        if not found:
-            raise DataError(
-                f"no class names for the YOLO dataset in {root}: add data.yaml with "
-                "'names: [...]' (or classes.txt, one name a line), or set data.names_file"
-            )
-        classes = read_names(found[0])
+# ------------------------------------------------------------------ class names and data.yaml
 
-    images: list[RawImage] = []
-    used_labels: set[Path] = set()
-    label_dirs: list[Path] = []
-    pairs = _pairs(root)
-    for image_dir, label_dir, split in pairs:
-        label_dirs.append(label_dir)
-        others = [d for d, _, _ in pairs if d != image_dir and d.is_relative_to(image_dir)]
-        for image_path in sorted(image_dir.rglob("*")):
-            if image_path.suffix.lower() not in IMAGE_SUFFIXES or not image_path.is_file():
-                continue
-            if any(image_path.is_relative_to(d) for d in others):
-                continue  # read with its own split folder
-            rel = image_path.relative_to(image_dir)
-            label = (label_dir / rel).with_suffix(".txt")
-            file_name = relative_name(root, image_path).removeprefix("images/")
-            where = relative_name(root, label if label.exists() else image_path)
-            if not is_inside(root, image_path) or not is_inside(root, label):
-                report.skip(
-                    relative_name(root, image_path),
-                    "image",
-                    R.UNSAFE_PATH,
-                    "image or label is a link to a file outside the dataset root; refused",
+
+def _find_yaml(root: DatasetRoot) -> Path | None:
+    for name in YAML_FILES:
+        if root.is_file(root.path / name):
+            return root.path / name
+    with_names = []
+    for p in sorted(root.path.iterdir()):
+        if p.suffix.lower() not in YAML_SUFFIXES or not root.is_file(p):
+            continue
+        try:
+            data = read_yaml(root, p)
+        except DataError:  # some other YAML file of the user's
+            continue
+        if isinstance(data, dict) and "names" in data:
+            with_names.append(p)
+    return with_names[0] if len(with_names) == 1 else None
+
+
+def _yaml_names(data: Any, where: str) -> list[str]:
+    if isinstance(data, dict) and "names" not in data and isinstance(data.get("nc"), int):
+        return [f"class_{i}" for i in range(data["nc"])]  # as Ultralytics names them
+    return names_from(data.get("names") if isinstance(data, dict) else data, where)
+
+
+def _classes_and_yaml(
+    root: DatasetRoot, names_file: str | None
+) -> tuple[list[str], Path | None, dict[str, Any] | None]:
+    """Class names, and the data.yaml (path and content) when there is one."""
+    if names_file:
+        path = names_path(root, names_file)
+        if path.suffix.lower() not in YAML_SUFFIXES:
+            return read_names(root, path), None, None
+    else:
+        found = _find_yaml(root)
+        if found is None:
+            plain = [root.path / n for n in TEXT_NAME_FILES if root.is_file(root.path / n)]
+            if not plain:
+                raise DataError(
+                    f"no class names for the YOLO dataset in {root.path}: add data.yaml with "
+                    "'names: [...]' (or classes.txt, one name a line), or set data.names_file "
+                    "to the YAML or text file that has them"
                 )
-                continue
-            if label in used_labels:
+            return read_names(root, plain[0]), None, None
+        path = found
+    data = read_yaml(root, path)
+    classes = _yaml_names(data, root.name(path))
+    return classes, path, data if isinstance(data, dict) else None
+
+
+# ------------------------------------------------------------------ where the images are
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return [
+        p for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    ]
+
+
+def _entry_path(root: DatasetRoot, base: Path, entry: str, key: str, yaml_name: str) -> Path:
+    """A split entry of data.yaml as an existing path inside the root."""
+    text = entry.strip()
+    tries = [text] + ([text[3:]] if text.startswith("../") else [])  # Roboflow's ../train
+    outside: Path | None = None
+    for t in tries:
+        candidate = Path(t).expanduser()
+        candidate = candidate if candidate.is_absolute() else base / candidate
+        if root.is_file(candidate) or _exists_dir(candidate):
+            if root.contains(candidate):
+                return candidate
+            outside = candidate
+    if outside is not None:
+        root.check(outside)  # raises, naming where it leads
+    raise DataError(
+        f"{yaml_name}: {key}: '{entry}' not found (looked at {base / text}); fix the path in "
+        f"{yaml_name} (relative to its 'path', or to its folder)"
+    )
+
+
+def _exists_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _list_file(
+    root: DatasetRoot, list_file: Path, base: Path, report: R.Report
+) -> list[Path]:
+    """The images a ``.txt`` list names: ``./x`` relative to the list's folder, other
+    relative paths to the dataset's ``path``; each one inside the root."""
+    name = root.name(list_file)
+    try:
+        lines = root.read_text(list_file).splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the image list {name}: {err}") from None
+    out: list[Path] = []
+    for n, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            if Path(text).is_absolute():
+                out.append(root.check(Path(text)))
+            elif text.startswith("./"):
+                out.append(root.join(list_file.parent, text[2:]))
+            else:
+                out.append(root.join(base, text))
+        except UnsafePath as err:
+            report.skip(f"{name}: line {n}", "image", R.UNSAFE_PATH, str(err))
+    return out
+
+
+def _from_yaml(
+    root: DatasetRoot, yaml_path: Path, data: dict[str, Any], report: R.Report
+) -> _Layout:
+    yaml_name = root.name(yaml_path)
+    base = yaml_path.parent
+    note = ""
+    given = data.get("path")
+    if isinstance(given, str) and given.strip():
+        candidate = Path(given).expanduser()
+        candidate = candidate if candidate.is_absolute() else base / candidate
+        if _exists_dir(candidate):
+            base = root.check(candidate)
+        else:
+            note = f" ('path: {given}' does not exist here: paths are taken from its folder)"
+    layout = _Layout()
+    seen: dict[Path, str] = {}
+    given_splits: list[str] = []
+    notes: list[str] = []
+    for key in SPLIT_KEYS:
+        value = data.get(key)
+        if value in (None, "", []):
+            continue
+        entries = value if isinstance(value, list) else [value]
+        found: list[Path] = []
+        for entry in entries:
+            if not isinstance(entry, str):
+                raise DataError(f"{yaml_name}: {key} must be a path or a list of paths")
+            path = _entry_path(root, base, entry, key, yaml_name)
+            if _exists_dir(path):
+                found += _images_in(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(path)
+            else:
+                found += _list_file(root, path, base, report)
+        if found and all(image.resolve() in seen for image in found):
+            # coco128's val is its train: not a split of its own, drawn at random instead
+            first = seen[found[0].resolve()]
+            notes.append(f"{key} lists the same images as {first}")
+            continue
+        given_splits.append(key)
+        for image in found:
+            real = image.resolve()
+            if real in seen:
                 report.skip(
-                    relative_name(root, image_path),
+                    root.name(image),
                     "image",
                     R.DUPLICATE_ID,
-                    f"another image already uses {relative_name(root, label)} (same name stem)",
+                    f"listed for {key} in {yaml_name} but already for {seen[real]}; kept there",
                 )
                 continue
-            used_labels.add(label)
-            raw = RawImage(
-                file_name=file_name, annotation=where, path=image_path, split=split, normalized=True
+            seen[real] = key
+            layout.images.append((key, image))
+    if not given_splits and not notes:
+        raise DataError(f"{yaml_name} names no split (train, val, test)")
+    layout.splits = frozenset(given_splits)
+    said = "; ".join(notes)
+    layout.description = (
+        f"{yaml_name}: {', '.join(given_splits)}{note}" + (f" ({said})" if said else "")
+    )
+    return layout
+
+
+def _from_folders(root: DatasetRoot) -> _Layout:
+    base = root.path
+    layout = _Layout()
+    if root.is_dir(base / "images"):
+        images = base / "images"
+        subdirs = [d for d in sorted(images.iterdir()) if split_of(d.name) and root.is_dir(d)]
+        for d in subdirs:
+            layout.images += [(split_of(d.name), p) for p in _images_in(d)]
+        layout.images += [
+            (None, p) for p in _images_in(images) if not any(p.is_relative_to(d) for d in subdirs)
+        ]  # loose files and other folders: split by ratio
+        layout.description = "images/" + (
+            "{" + ", ".join(d.name for d in subdirs) + "}" if subdirs else ""
+        )
+    else:
+        dirs = [
+            d
+            for d in sorted(base.iterdir())
+            if split_of(d.name) and _exists_dir(d) and root.is_dir(d / "images")
+        ]
+        if not dirs:
+            raise DataError(
+                f"{base} has no images/ folder (nor <split>/images, nor a data.yaml naming the "
+                "splits); a YOLO dataset needs images/ and labels/ (or set data.source to voc "
+                "or coco)"
             )
-            if label.exists():
-                try:
-                    lines = label.read_text(encoding="utf-8").splitlines()
-                except (OSError, UnicodeDecodeError) as err:
-                    report.skip(where, "image", R.MALFORMED_ANNOTATION, f"label unreadable: {err}")
-                    continue
-                for n, line in enumerate(lines, start=1):
-                    tokens = line.split()
-                    if not tokens:
-                        continue
-                    try:
-                        cls, (x1, y1, x2, y2) = _parse_line(tokens)
-                    except ValueError as err:
-                        report.skip(where, "box", R.MALFORMED_BOX, f"line {n}: {err}")
-                        continue
-                    if not 0 <= cls < len(classes):
-                        report.skip(
-                            where,
-                            "box",
-                            R.UNKNOWN_CLASS,
-                            f"line {n}: class id {cls} is not in 0..{len(classes) - 1}",
-                        )
-                        continue
-                    raw.boxes.append(RawBox(x1, y1, x2, y2, label=cls))
-            images.append(raw)
-    # Label files with no image are reported: an image is missing.
-    for label_dir in label_dirs:
-        if not label_dir.is_dir():
+        for d in dirs:
+            layout.images += [(split_of(d.name), p) for p in _images_in(d / "images")]
+        layout.description = ", ".join(f"{d.name}/images" for d in dirs)
+    layout.splits = frozenset(s for s, _ in layout.images if s is not None)
+    return layout
+
+
+# ------------------------------------------------------------------ the reader
+
+
+def _read_label(
+    root: DatasetRoot, label: Path, where: str, classes: list[str], report: R.Report
+) -> list[RawBox] | None:
+    """The boxes of a label file (bad lines reported); None when the file cannot be used."""
+    try:
+        lines = root.read_text(label).splitlines()
+    except UnsafePath as err:
+        report.skip(where, "image", R.UNSAFE_PATH, f"label: {err} (its boxes were not read)")
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        report.skip(where, "image", R.MALFORMED_ANNOTATION, f"label unreadable: {err}")
+        return None
+    boxes: list[RawBox] = []
+    for n, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if not tokens:
             continue
+        try:
+            cls, (x1, y1, x2, y2) = _parse_line(tokens)
+        except (ValueError, OverflowError) as err:
+            report.skip(where, "box", R.MALFORMED_BOX, f"line {n}: {err}")
+            continue
+        if not 0 <= cls < len(classes):
+            report.skip(
+                where,
+                "box",
+                R.UNKNOWN_CLASS,
+                f"line {n}: class id {cls} is not in 0..{len(classes) - 1}",
+            )
+            continue
+        boxes.append(RawBox(x1, y1, x2, y2, label=cls))
+    return boxes
+
+
+def _labels_at(root: DatasetRoot, layout: _Layout) -> str:
+    folders = sorted({root.name(label_path(p).parent) for _, p in layout.images})
+    shown = ", ".join(f"{f}/" for f in folders[:4]) + (", ..." if len(folders) > 4 else "")
+    missing = [f for f in folders if not _exists_dir(root.path / f)]
+    where = f"YOLO label files (<image name>.txt) in {shown or 'labels/'}"
+    if missing:
+        where += f"; {', '.join(f + '/' for f in missing[:4])} do{'es' if len(missing) == 1 else ''} not exist"
+    return where
+
+
+def read_yolo(root: DatasetRoot, report: R.Report, names_file: str | None = None) -> SourceData:
+    classes, yaml_path, data = _classes_and_yaml(root, names_file)
+    if yaml_path is not None and data is not None and any(k in data for k in SPLIT_KEYS):
+        layout = _from_yaml(root, yaml_path, data, report)
+    else:
+        layout = _from_folders(root)
+
+    images: list[RawImage] = []
+    used_labels: dict[Path, str] = {}
+    for split, image_path in layout.images:
+        label = label_path(image_path)
+        file_name = root.name(image_path).removeprefix("images/")
+        where = root.name(label if root.is_file(label) else image_path)
+        if label in used_labels:
+            report.skip(
+                root.name(image_path),
+                "image",
+                R.DUPLICATE_ID,
+                f"{used_labels[label]} already uses {root.name(label)} (same name stem); "
+                "its boxes stay with that image",
+                boxes=0,
+            )
+            continue
+        used_labels[label] = root.name(image_path)
+        raw = RawImage(
+            file_name=file_name, annotation=where, path=image_path, split=split, normalized=True
+        )
+        if root.is_file(label):
+            boxes = _read_label(root, label, where, classes, report)
+            if boxes is None:
+                continue
+            raw.boxes = boxes
+        images.append(raw)
+    # Label files with no image are reported: an image is missing.
+    label_dirs = sorted({label_path(p).parent for _, p in layout.images})
+    label_dirs = [d for d in label_dirs if _exists_dir(d) and root.contains(d)]
+    for label_dir in label_dirs:
+        deeper = [d for d in label_dirs if d != label_dir and d.is_relative_to(label_dir)]
         for label in sorted(label_dir.rglob("*.txt")):
-            deeper = [d for d in label_dirs if d != label_dir and d.is_relative_to(label_dir)]
             if label.name in NAME_FILES or any(label.is_relative_to(d) for d in deeper):
                 continue
             if label not in used_labels:
-                report.skip(
-                    relative_name(root, label),
-                    "image",
+                # read only to count its boxes (its own problems are not the run's)
+                boxes = _read_label(root, label, "", classes, R.Report()) or []
+                report.skip_image(
+                    root.name(label),
                     R.MISSING_IMAGE,
                     "label file without an image of the same name",
+                    len(boxes),
                 )
     images.sort(key=lambda im: im.file_name)
     return SourceData(
         classes=classes,
         images=iter(images),
-        description={"layout": "yolo"},
-        splits=frozenset(split for _, _, split in pairs if split is not None),
+        description={"layout": layout.description or "yolo"},
+        splits=layout.splits,
+        root=root,
+        labels_at=_labels_at(root, layout),
     )
