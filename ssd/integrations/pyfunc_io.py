@@ -1,8 +1,9 @@
 """Turning images into a detections table (used by the MLflow pyfunc model).
 
-Paths and ``data:image/...;base64,`` URIs are read by the one image reader (:func:`ssd.data.images.read_image`), arrays taken
-by :func:`ssd.data.images.image_from_array`: the model sees the pixels training,
-evaluation and ``ssd detect`` see.
+Paths and ``data:image/...;base64,`` URIs are read by the one image reader
+(:func:`ssd.data.images.read_image`), arrays taken by
+:func:`ssd.data.images.image_from_array`: the model sees the pixels training, evaluation
+and ``ssd detect`` see.
 """
 
 from __future__ import annotations
