@@ -81,6 +81,7 @@ TINY = {
     "model": {"input_size": 128},
     "train": {"epochs": 1, "max_steps": 2, "batch_size": 2, "num_workers": 0, "eval_every": 0},
     "evaluate": {"sample_images": 1},
+    "tracking": {"register_min": 0.0},  # an untrained tiny model still registers
 }
 
 

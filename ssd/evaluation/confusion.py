@@ -73,7 +73,8 @@ def f1_curve(voc: VocResult, thresholds: np.ndarray = THRESHOLDS) -> F1Curve:
         kept_tp = np.concatenate([[0], tp])[n]
         precision = np.where(n > 0, kept_tp / np.maximum(n, 1), 0.0)
         recall = kept_tp / r.num_gt
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0)
+        total = precision + recall
+        f1 = 2 * precision * recall / np.where(total > 0, total, 1.0)
         precisions.append(precision)
         recalls.append(recall)
         f1s.append(f1)
