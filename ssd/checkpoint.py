@@ -167,7 +167,7 @@ class TrainState:
     epoch_finite_steps: int = 0  # the steps epoch_sums adds up
     run_id: str = field(default_factory=_new_run_id)  # kept across resumes
 
-    COUNTERS = (
+    SAVED_VALUES = (  # plain values saved next to the optimizer, scheduler and scaler states
         "step",
         "epoch",
         "batches_done",
@@ -187,7 +187,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
-            **{name: getattr(self, name) for name in self.COUNTERS},
+            **{name: getattr(self, name) for name in self.SAVED_VALUES},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -202,7 +202,7 @@ class TrainState:
         if state["scaler"] or not self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])  # saved without AMP: a fresh scaler
         set_rng_state(state["rng"])
-        for name in self.COUNTERS:
+        for name in self.SAVED_VALUES:
             if name in state:
                 value = state[name]
                 setattr(self, name, dict(value) if isinstance(value, dict) else value)

@@ -725,7 +725,8 @@ def train_one_epoch(
                 seen += images.shape[0] * run.rt.env.world_size
                 lr = state.optimizer.param_groups[0]["lr"]
                 ips = seen / max(1e-9, time.perf_counter() - started)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()}, lr=f"{lr:.2e}")
+                postfix = {k: f"{v:.3f}" for k, v in parts.items()}
+                bar.set_postfix(postfix, lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
                 if state.step % t.log_every == 0:
                     step_metrics = {f"train_{k}": v for k, v in parts.items()}
                     step_metrics |= {"lr": lr, "images_per_second": ips}
@@ -857,7 +858,14 @@ def train(
         if stopped:
             raise stop_with_checkpoint(state, run)
     seconds = time.perf_counter() - started
-    final_dir = save_final(state, cfg, data.class_names, run, seconds)
+    info = {
+        "steps": state.step,
+        "epochs": state.epoch,
+        "train_seconds": round(seconds, 1),
+        "dataset": cfg.data.name,
+        "train": cfg.train.model_dump(mode="json"),
+    }
+    final_dir = save_final(state, out_dir, cfg.model, data.class_names, run, info)
     barrier(rt.env)
     shutdown(rt.env)
     best_dir = out_dir / BEST_DIR
@@ -886,26 +894,24 @@ def stop_with_checkpoint(state: TrainState, run: Run) -> TrainingStopped:
 
 
 def save_final(
-    state: TrainState, cfg: Config, class_names: list[str], run: Run, seconds: float
+    state: TrainState,
+    out_dir: Path,
+    model_cfg: ModelConfig,
+    class_names: list[str],
+    run: Run,
+    info: dict[str, Any],
 ) -> Path:
-    """The final detector (and ``best/`` when no validation wrote it), if finite."""
-    out_dir = cfg.layout.models
+    """The final detector, with ``info`` in its model.json (and ``best/`` when no
+    validation wrote it in this run), if every weight is finite."""
     final_dir = out_dir / FINAL_DIR
     run.checkpoints.require_finite(state)
     if run.rt.env.is_main:
-        extra = {
-            "steps": state.step,
-            "epochs": state.epoch,
-            "train_seconds": round(seconds, 1),
-            "dataset": cfg.data.name,
-            "train": cfg.train.model_dump(mode="json"),
-        }
-        save_detector(final_dir, state.model, cfg.model, class_names, extra)
-        if state.best_map < 0:  # no validation ran in this run
+        save_detector(final_dir, state.model, model_cfg, class_names, info)
+        if state.best_map < 0:  # no validation ran
             save_detector(
-                out_dir / BEST_DIR, state.model, cfg.model, class_names, {"epoch": state.epoch}
+                out_dir / BEST_DIR, state.model, model_cfg, class_names, {"epoch": state.epoch}
             )
-        metrics = {"train_seconds": seconds, "nonfinite_steps": state.nonfinite_total}
+        metrics = {"train_seconds": info["train_seconds"], "nonfinite_steps": state.nonfinite_total}
         run.trackers.log_metrics(metrics, state.step)
         run.trackers.log_artifacts(final_dir, "model")
     return final_dir

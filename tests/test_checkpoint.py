@@ -236,3 +236,27 @@ def test_settings_that_cannot_change_within_a_run_are_refused_by_name(
         resume(tiny_data, work, "train.batch_size=4", "train.seed=1")
     assert "train.seed is 1 here but 0" in str(err.value)
     assert sorted(p.name for p in (work / "tiny" / "checkpoints").iterdir()) == before
+
+
+# ----------------------------------------------------------------------------- pruning
+
+
+def test_pruning_keeps_the_newest_of_this_run_and_anything_it_cannot_read(tmp_path: Path) -> None:
+    from ssd.checkpoint import prune
+
+    def folder(step: int, run: str | None) -> Path:
+        path = tmp_path / f"step-{step:08d}"
+        path.mkdir()
+        if run is not None:
+            (path / "checkpoint.json").write_text(json.dumps({"step": step, "run": run}))
+        return path
+
+    earlier = folder(30, "earlier-run")  # a higher step of a run this one replaced
+    unreadable = folder(1, None)  # no checkpoint.json: not verified, so not touched
+    ours = [folder(s, "this-run") for s in (2, 4, 6)]
+    ahead = folder(8, "this-run")  # beyond the current step (an abandoned branch)
+    (tmp_path / "step-00000010.partial").mkdir()  # a save that was killed
+    prune(tmp_path, ours[-1], "this-run", keep=2)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [unreadable.name, ours[1].name, ours[2].name, ahead.name]
+    assert not earlier.exists()
