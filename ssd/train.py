@@ -597,6 +597,10 @@ class Checkpointer:
                 f"the weights became non-finite by step {state.step}: {err}", self.t, self.last
             ) from None
 
+    def resumed(self, path: Path, state: TrainState) -> None:
+        """``state`` came from checkpoint ``path``: no need to write it again."""
+        self.last, self._saved = path, (state.epoch, state.step, state.batches_done)
+
     def save(self, state: TrainState) -> None:
         average_buffers(state.model, self.env)
         self.require_finite(state)
@@ -823,14 +827,14 @@ def train(
     data = load_data(cfg.layout.prepared, cfg.data.name, t, cfg.model, rt.env)
     steps = total_steps(t, data.steps_per_epoch)
     state = build_state(cfg.model, t, len(data.class_names), steps, rt)
-    settings = run_settings(cfg)
+    settings = run_settings(cfg) | {"world_size": rt.env.world_size}  # shards the data
     checkpoints = Checkpointer(
         out_dir / CHECKPOINT_DIR, cfg.model, data.class_names, settings, t, rt.env
     )
     if resume:
-        checkpoints.last = resume_from(
-            state, checkpoints.root, settings, data.class_names, t, steps
-        )
+        found = resume_from(state, checkpoints.root, settings, data.class_names, t, steps)
+        if found is not None:
+            checkpoints.resumed(found, state)
     criterion = build_loss(state.model, t).to(rt.device)
     net = _distributed(state, rt)
     trackers = fan_out(
