@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from ssd.builder import build_loss, build_model
 from ssd.checkpoint import (
+    CheckpointError,
     NonFiniteError,
     TrainState,
     find_checkpoint,
@@ -509,7 +510,10 @@ def resume_from(
         diff = {}
     else:
         diff = changed_settings(checkpoint.settings, settings, checkpoint.path)
-    restore(checkpoint, state)
+    try:
+        restore(checkpoint, state)
+    except CheckpointError as err:  # the weights do not fit the model the config builds
+        raise TrainingError(f"--resume: {err}") from None
     apply_changes(state, t, steps, diff)
     log.info(
         "resumed from %s (epoch %d, step %d)", checkpoint.path, checkpoint.epoch, checkpoint.step
