@@ -90,7 +90,7 @@ def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
 def nonfinite_tensors(obj: Any) -> dict[str, int]:
     """``{name: number of inf/NaN values}`` of every floating tensor in ``obj`` that has any
     (a state dict, an optimizer state, a tensor); ``{}`` when all are finite."""
-    floats = [(n, t) for n, t in _tensors(obj) if t.is_floating_point() and t.numel()]
+    floats = [(n, t.detach()) for n, t in _tensors(obj) if t.is_floating_point() and t.numel()]
     if not floats or bool(torch.stack([torch.isfinite(t).all() for _, t in floats]).all()):
         return {}  # one device sync on the common path
     bad = {n: int((~torch.isfinite(t)).sum()) for n, t in floats}

@@ -592,27 +592,36 @@ class Checkpointer:
     last: Path | None = None  # the newest checkpoint of this run (written or resumed from)
     _saved: tuple[int, int, int] | None = None
 
+    def _error(self, state: TrainState, err: NonFiniteError) -> TrainingError:
+        what = f"the weights became non-finite by step {state.step}: {err}"
+        return nonfinite_error(what, self.t, self.last)
+
     def require_finite(self, state: TrainState) -> None:
         """Raise :class:`TrainingError` (on every rank alike) unless all weights are finite."""
         try:
             require_finite(state.model)
         except NonFiniteError as err:
-            raise nonfinite_error(
-                f"the weights became non-finite by step {state.step}: {err}", self.t, self.last
-            ) from None
+            raise self._error(state, err) from None
 
     def resumed(self, path: Path, state: TrainState) -> None:
         """``state`` came from checkpoint ``path``: no need to write it again."""
         self.last, self._saved = path, (state.epoch, state.step, state.batches_done)
 
     def save(self, state: TrainState) -> None:
+        """A checkpoint of ``state`` unless this one was saved already; finite or an error."""
         average_buffers(state.model, self.env)
-        self.require_finite(state)
         key = (state.epoch, state.step, state.batches_done)
-        if self.env.is_main and key != self._saved:
-            self.last = save_checkpoint(
-                self.root, state, self.model_cfg, self.class_names, self.settings
-            )
+        if key == self._saved:
+            return
+        try:
+            if self.env.is_main:
+                self.last = save_checkpoint(
+                    self.root, state, self.model_cfg, self.class_names, self.settings
+                )
+            else:
+                require_finite(state.model)  # the same verdict on every rank
+        except NonFiniteError as err:
+            raise self._error(state, err) from None
         self._saved = key
 
 
