@@ -277,7 +277,7 @@ def train_cmd(
     from ssd.data.errors import DataError
     from ssd.integrations.env import configure_offline_defaults
     from ssd.integrations.mlflow_tracking import tracked_train
-    from ssd.train import TrainingError
+    from ssd.train import TrainingError, TrainingStopped
     from ssd.weights import WeightsError
 
     configure_offline_defaults()
@@ -286,6 +286,9 @@ def train_cmd(
 
     try:
         result = tracked_train(cfg, resume=resume, progress=not no_progress)
+    except TrainingStopped as err:  # exit status as if the signal had ended the process
+        fail(str(err), code=128 + err.signum)
+        return
     except (TrainingError, ModelError, WeightsError, DataError, FileNotFoundError) as err:
         fail(str(err), code=1)
         return

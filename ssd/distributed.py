@@ -68,3 +68,13 @@ def average_buffers(model: torch.nn.Module, env: DistEnv) -> None:
         if buf.is_floating_point():
             dist.all_reduce(buf, op=dist.ReduceOp.SUM)
             buf.div_(env.world_size)
+
+
+def any_rank(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank: the same answer on every rank (so all of them
+    take the same branch), ``flag`` itself in a single process."""
+    if not env.enabled:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -74,35 +74,73 @@ def cli_args(sets: list[str]) -> list[str]:
     return out
 
 
-def test_resume_after_sigkill_equals_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
-    sets_a = overrides(tiny_data, tmp_path / "a", "train.checkpoint_every_steps=2")
-    a = run_cli(cli_args(sets_a), tmp_path)
-    out_a, _ = a.communicate(timeout=600)
-    assert a.returncode == 0, out_a
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
+
+def _epoch_losses(out: Path) -> list[float]:
+    return [
+        r["metrics"]["epoch_loss"] for r in _records(out) if "epoch_loss" in r.get("metrics", {})
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/tiny of a run that nothing interrupted (checkpoints every 2 steps)."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    a = run_cli(cli_args(overrides(tiny_data, out, "train.checkpoint_every_steps=2")), out)
+    log, _ = a.communicate(timeout=600)
+    assert a.returncode == 0, log
+    return out / "tiny"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_resume_after_a_kill_or_stop_signal_equals_uninterrupted_run(
+    sig: signal.Signals, uninterrupted: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """SIGKILL: resume from the last periodic checkpoint. SIGTERM / SIGINT (a scheduler,
+    Prefect, docker stop, Ctrl-C): stop at the next step boundary with a checkpoint, end the
+    MLflow run as KILLED (checked with SIGTERM), exit 128 + signal. Either way --resume
+    ends bit-exact, with the same epoch averages."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracked = sig == signal.SIGTERM  # MLflow's start-up costs seconds: one signal shows it
+    tracking = ["tracking.enabled=true", f"tracking.tracking_uri={uri}"] if tracked else []
     sets_b = overrides(tiny_data, tmp_path / "b", "train.checkpoint_every_steps=2")
-    b = run_cli(cli_args(sets_b), tmp_path)
+    b = run_cli(cli_args(sets_b + tracking), tmp_path)
     pointer = tmp_path / "b" / "tiny" / "checkpoints" / "latest.json"
     deadline = time.time() + 300
     while time.time() < deadline and b.poll() is None:
         if pointer.is_file() and json.loads(pointer.read_text())["step"] >= 2:
             break
         time.sleep(0.05)
-    assert b.poll() is None, "the run finished before it could be killed"
-    b.send_signal(signal.SIGKILL)
-    b.wait()
-    assert not (
-        tmp_path / "b" / "tiny" / "ssd" / "model.safetensors"
-    ).exists()  # really interrupted
+    assert b.poll() is None, "the run finished before it could be stopped"
+    b.send_signal(sig)
+    out_b, _ = b.communicate(timeout=300)
+    assert not (tmp_path / "b" / "tiny" / "ssd" / "model.safetensors").exists()  # interrupted
+    if sig != signal.SIGKILL:
+        assert b.returncode == 128 + sig, out_b
+        assert f"stopped by {sig.name}" in out_b and "Traceback" not in out_b, out_b
+        stopped_at = json.loads(pointer.read_text())["step"]
+        assert f"at step {stopped_at};" in out_b  # the checkpoint is the stop's own
+    if tracked:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.MlflowClient()
+        (run,) = client.search_runs([client.get_experiment_by_name("ssd").experiment_id])
+        assert run.info.status == "KILLED" and run.info.end_time is not None
 
     c = run_cli([*cli_args(sets_b), "--resume"], tmp_path)
     out_c, _ = c.communicate(timeout=600)
     assert c.returncode == 0, out_c
-    wa = load_file(tmp_path / "a" / "tiny" / "ssd" / "model.safetensors")
+    assert "resumed from" in out_c
+    wa = load_file(uninterrupted / "ssd" / "model.safetensors")
     wc = load_file(tmp_path / "b" / "tiny" / "ssd" / "model.safetensors")
     assert wa.keys() == wc.keys()
     for k in wa:
         assert torch.equal(wa[k], wc[k]), f"{k} differs after resume"
+    # the resumed epoch's averages cover the steps before the interruption too
+    assert _epoch_losses(tmp_path / "b" / "tiny")[-1] == _epoch_losses(uninterrupted)[-1]
 
 
 def _free_port() -> int:
@@ -163,6 +201,77 @@ def test_nonfinite_losses_stop_with_the_likely_causes(tiny_data: Path, tmp_path:
         for line in (tmp_path / "nan" / "tiny" / "metrics.jsonl").read_text().splitlines()
     ]
     assert any(r.get("metrics", {}).get("nonfinite_steps", 0) >= 1 for r in log)
+
+
+def _nonfinite(path: Path) -> dict[str, int]:
+    """inf/NaN counts of a checkpoint's weights and optimizer state."""
+    state = torch.load(path / "state.pt", weights_only=True)["optimizer"]["state"]
+    tensors = dict(load_file(path / "model.safetensors"))
+    tensors |= {f"{i}.{k}": v for i, s in state.items() for k, v in s.items()}
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in tensors.items() if v.is_floating_point()}
+    return {k: n for k, n in bad.items() if n}
+
+
+def test_weights_that_go_nonfinite_are_never_saved_and_the_run_fails(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """lr 1e6 blows up BatchNorm's running statistics while every loss stays finite: no
+    checkpoint, best/ or detector may hold them, the run exits non-zero with the likely
+    causes, and the last finite checkpoint survives (pruning never takes it)."""
+    sets = overrides(
+        tiny_data,
+        tmp_path / "x",
+        "train.lr=1e6",
+        "train.batch_size=4",
+        "train.checkpoint_every_steps=1",
+    )
+    p = run_cli(cli_args(sets), tmp_path)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 1, out
+    assert "non-finite" in out and "train.lr=1000000" in out and "Traceback" not in out, out
+    models = tmp_path / "x" / "tiny"
+    assert not (models / "ssd").exists() and not (models / "best").exists()
+    kept = sorted((models / "checkpoints").glob("step-*"))
+    assert kept, "the last finite checkpoint was pruned"
+    for path in kept:
+        assert not _nonfinite(path), path
+    latest = json.loads((models / "checkpoints" / "latest.json").read_text())["checkpoint"]
+    assert (models / "checkpoints" / latest) == kept[-1]
+    assert f"{kept[-1]}, is kept" in out
+
+
+class _NanLossAt(torch.nn.Module):
+    """The loss, made NaN on the given calls (1-based): a bad batch."""
+
+    def __init__(self, inner: torch.nn.Module, bad: set[int]) -> None:
+        super().__init__()
+        self.inner, self.bad, self.calls = inner, bad, 0
+
+    def forward(self, *args):  # type: ignore[no-untyped-def]
+        out = self.inner(*args)
+        self.calls += 1
+        if self.calls in self.bad:
+            out = {**out, "loss": out["loss"] * float("nan")}
+        return out
+
+
+def test_epoch_averages_are_over_the_finite_steps_only(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssd.train
+
+    real = ssd.train.build_loss
+    monkeypatch.setattr(ssd.train, "build_loss", lambda m, t: _NanLossAt(real(m, t), {3, 6}))
+    cfg = load_config(None, overrides(tiny_data, tmp_path / "avg", "train.log_every=1"))
+    result = train(cfg, progress=False)
+    assert result.nonfinite_steps == 2
+    records = _records(tmp_path / "avg" / "tiny")
+    steps = [r["metrics"] for r in records if "train_loss" in r.get("metrics", {})]
+    assert len(steps) == 6  # 8 steps, 2 skipped
+    (epoch,) = [r["metrics"] for r in records if "epoch_loss" in r.get("metrics", {})]
+    for part in ("loss", "loc", "conf"):
+        mean = sum(m[f"train_{part}"] for m in steps) / len(steps)
+        assert epoch[f"epoch_{part}"] == pytest.approx(mean, rel=1e-12)
 
 
 def test_unreachable_tracking_server_warns_and_training_finishes(

@@ -88,36 +88,44 @@ def start_mlflow_run(
 
 def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
     """``ssd train`` with MLflow: the run gets params, metrics, provenance tags and the
-    detector as a pyfunc model. Used by the CLI and the Prefect flow alike."""
+    detector as a pyfunc model. Used by the CLI and the Prefect flow alike.
+
+    The MLflow run always ends: FINISHED, FAILED, or KILLED when SIGTERM / SIGINT stopped
+    training (during training at a step boundary with a checkpoint, before or after it at
+    once).
+    """
     import os
 
     from ssd.data.errors import DataError
     from ssd.data.prepared import PreparedSplit
     from ssd.integrations.mlflow_model import log_detector_model
     from ssd.provenance import describe_run
-    from ssd.train import train
+    from ssd.train import StopSignals, TrainingStopped, train
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
     tracker = None
-    if cfg.tracking.enabled and rank0:
-        tags = {"dataset": cfg.data.name, "stage": "train"}
-        if cfg.layout.prepared.is_dir():
-            tags |= describe_run(cfg.layout.prepared)
-        tracker = start_mlflow_run(
-            cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
-        )
-    try:
-        result = train(cfg, tracker, resume=resume, progress=progress)
-    except BaseException:
-        if tracker is not None:
-            tracker.end("FAILED")
-        raise
-    if tracker is not None:
+    with StopSignals(deferred=False):  # train() defers them to a step boundary
+        if cfg.tracking.enabled and rank0:
+            tags = {"dataset": cfg.data.name, "stage": "train"}
+            if cfg.layout.prepared.is_dir():
+                tags |= describe_run(cfg.layout.prepared)
+            tracker = start_mlflow_run(
+                cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
+            )
         try:
-            example = PreparedSplit.load(cfg.layout.prepared, "train").example_image()
-            uri = log_detector_model(result.model_dir, example)
-            log.info("MLflow model: %s", uri)
-        except (DataError, Exception) as err:  # tracking must not fail a finished training
-            log.warning("could not log the MLflow model: %s", err)
+            result = train(cfg, tracker, resume=resume, progress=progress)
+            if tracker is not None:
+                try:
+                    example = PreparedSplit.load(cfg.layout.prepared, "train").example_image()
+                    uri = log_detector_model(result.model_dir, example)
+                    log.info("MLflow model: %s", uri)
+                except (DataError, Exception) as err:  # tracking must not fail a training
+                    log.warning("could not log the MLflow model: %s", err)
+        except BaseException as err:
+            if tracker is not None:
+                stopped = isinstance(err, TrainingStopped | KeyboardInterrupt)
+                tracker.end("KILLED" if stopped else "FAILED")
+            raise
+    if tracker is not None:
         tracker.end()
     return result
