@@ -295,25 +295,32 @@ def test_unreachable_tracking_server_warns_and_training_finishes(
     )
 
 
-def test_mlflow_run_has_params_metrics_provenance_and_a_loadable_model(
-    tiny_data: Path, tmp_path: Path
-) -> None:
-    import mlflow
-    import pandas as pd
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="module")
+def tracked_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`ssd train` against a real sqlite-backed MLflow."""
+    tmp = tmp_path_factory.mktemp("tracked")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
     sets = overrides(
         tiny_data,
-        tmp_path / "m",
+        tmp / "m",
         "train.max_steps=2",
         "train.log_every=1",
         "tracking.enabled=true",
         f"tracking.tracking_uri={uri}",
     )
-    p = run_cli(cli_args(sets), tmp_path)
+    p = run_cli(cli_args(sets), tmp)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
-    mlflow.set_tracking_uri(uri)
+    return {"uri": uri, "model_dir": tmp / "m" / "tiny" / "ssd", "tmp": tmp}
+
+
+def test_mlflow_run_has_params_metrics_provenance_dataset_and_a_loadable_model(
+    tiny_data: Path, tracked_run: dict
+) -> None:
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(tracked_run["uri"])
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("ssd")
     (run,) = client.search_runs([exp.experiment_id])
@@ -321,6 +328,14 @@ def test_mlflow_run_has_params_metrics_provenance_and_a_loadable_model(
     assert "train_loss" in run.data.metrics and "epoch_loss" in run.data.metrics
     assert len(run.data.tags["dataset_fingerprint"]) == 16
     assert "git_commit" in run.data.tags
+    # the prepared dataset is the run's input, with its content fingerprint as digest
+    (given,) = run.inputs.dataset_inputs
+    assert given.dataset.name == "tiny"
+    assert given.dataset.digest == run.data.tags["dataset_fingerprint"]
+    assert [t.value for t in given.tags if t.key == "mlflow.data.context"] == ["training"]
+    # the detector folder names its training run, for `ssd register`
+    run_file = json.loads((tracked_run["model_dir"] / "mlflow_run.json").read_text())
+    assert run_file == {"run_id": run.info.run_id}
     models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
     model = mlflow.pyfunc.load_model(models[0].model_uri)
     images = json.loads((tiny_data / "test.json").read_text())["images"][:2]
@@ -329,6 +344,69 @@ def test_mlflow_run_has_params_metrics_provenance_and_a_loadable_model(
     )
     assert list(table.columns) == ["image", "label", "score", "x1", "y1", "x2", "y2"]
     assert set(table["label"]) <= set(json.loads((tiny_data / "classes.json").read_text()))
+
+
+def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_improvement(
+    tiny_data: Path, tracked_run: dict
+) -> None:
+    """Versions below tracking.register_min are not registered; each registered version
+    points at the run that trained it, with the decision in a child run; the alias moves
+    only beyond champion_min_delta; the champion predicts from a data: URI with a
+    per-call score threshold, without MLflow's type-hint warning."""
+    import warnings
+
+    import mlflow
+    import pandas as pd
+
+    from ssd.data.prepared import PreparedSplit
+    from ssd.integrations.mlflow_model import image_data_uri
+    from ssd.integrations.registry import Policy, register
+
+    uri, model_dir, tmp = tracked_run["uri"], tracked_run["model_dir"], tracked_run["tmp"]
+    train_id = json.loads((model_dir / "mlflow_run.json").read_text())["run_id"]
+    split = PreparedSplit.load(tiny_data, "test")
+    policy = Policy(metric="map", min_delta=0.001, register_min=0.01)
+
+    def reg(value: float) -> dict:
+        metrics = tmp / "metrics.json"
+        metrics.write_text(json.dumps({"map": value, "map50": value}))
+        return register(
+            model_dir, metrics, split, tmp / "registry.json",
+            tracking_uri=uri, model_name="ssd-tiny", policy=policy,
+        )
+
+    below = reg(0.005)
+    assert below["version"] is None and "below tracking.register_min 0.01" in below["reason"]
+    assert json.loads((tmp / "registry.json").read_text())["version"] is None
+    first, tie, better = reg(0.30), reg(0.3005), reg(0.40)
+    assert (first["version"], first["champion"]) == (1, True)
+    assert (tie["version"], tie["champion"]) == (2, False)
+    assert "does not beat the champion's 0.3000 by more than 0.001" in tie["reason"]
+    assert (better["version"], better["champion"]) == (3, True)
+    assert better["previous_champion_version"] == 1
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    assert int(client.get_model_version_by_alias("ssd-tiny", "champion").version) == 3
+    for v in client.search_model_versions("name='ssd-tiny'"):
+        assert v.run_id == train_id and v.tags["run_id"] == train_id
+    exp = client.get_experiment_by_name("ssd")
+    children = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{train_id}'"
+    )
+    assert len(children) == 3 and {c.info.run_name for c in children} == {"register-tiny"}
+
+    image = tiny_data / json.loads((tiny_data / "test.json").read_text())["images"][0]["file_name"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = mlflow.pyfunc.load_model("models:/ssd-tiny@champion")
+        frame = pd.DataFrame({"image": [image_data_uri(image)]})
+        everything = model.predict(frame, params={"score_threshold": 0.0})
+        confident = model.predict(frame, params={"score_threshold": 0.99})
+    assert not [w for w in caught if "type hint" in str(w.message).lower()]
+    assert list(everything.columns) == ["image", "label", "score", "x1", "y1", "x2", "y2"]
+    assert len(everything) > 0 and (everything["score"] >= 0.0).all()
+    assert len(confident) <= len(everything) and (confident["score"] >= 0.99).all()
 
 
 def test_frozen_stem_blocks_keep_imagenet_weights_and_statistics(

@@ -6,6 +6,7 @@ None: training goes on and its metrics stay in the local ``metrics.jsonl``.
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.request
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
+
+RUN_FILE = "mlflow_run.json"  # in the detector folder: the MLflow run that trained it
 
 
 def _reachable(uri: str, timeout: float = 3.0) -> bool:
@@ -54,6 +57,23 @@ class MlflowTracker:
     def end(self, status: str = "FINISHED") -> None:
         self.mlflow.end_run(status=status)
 
+    @property
+    def run_id(self) -> str:
+        return str(self.run.info.run_id)
+
+    def log_dataset(self, prepared_dir: Path, name: str, digest: str, context: str) -> None:
+        """The prepared dataset as the run's input (MLflow's Datasets tab): its folder as
+        the source, the content fingerprint as the digest."""
+        import warnings
+
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": local
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(str(prepared_dir.resolve()))
+        self.mlflow.log_input(MetaDataset(source, name=name, digest=digest), context=context)
+
 
 def start_mlflow_run(
     tracking_uri: str | None,
@@ -87,8 +107,10 @@ def start_mlflow_run(
 
 
 def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
-    """``ssd train`` with MLflow: the run gets params, metrics, provenance tags and the
-    detector as a pyfunc model. Used by the CLI and the Prefect flow alike.
+    """``ssd train`` with MLflow: the run gets params, metrics, provenance tags, the
+    prepared dataset as its input and the detector as a pyfunc model; the run's id goes
+    into the detector's folder (``mlflow_run.json``) so ``ssd register`` registers the
+    version against this run. Used by the CLI and the Prefect flow alike.
 
     The MLflow run always ends: FINISHED, FAILED, or KILLED when SIGTERM / SIGINT stopped
     training (during training at a step boundary with a checkpoint, before or after it at
@@ -112,9 +134,19 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
             tracker = start_mlflow_run(
                 cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
             )
+            if tracker is not None and "dataset_fingerprint" in tags:
+                try:
+                    tracker.log_dataset(
+                        cfg.layout.prepared, cfg.data.name, tags["dataset_fingerprint"], "training"
+                    )
+                except Exception as err:  # tracking must not fail a training
+                    log.warning("could not log the dataset input: %s", err)
         try:
             result = train(cfg, tracker, resume=resume, progress=progress)
+            run_file = result.model_dir / RUN_FILE
+            run_file.unlink(missing_ok=True)  # never a previous training's run
             if tracker is not None:
+                run_file.write_text(json.dumps({"run_id": tracker.run_id}) + "\n", "utf-8")
                 try:
                     example = PreparedSplit.load(cfg.layout.prepared, "train").example_image()
                     uri = log_detector_model(result.model_dir, example)

@@ -26,12 +26,12 @@ from ssd.integrations.env import (
     resolve_tracking_uri,
 )
 from ssd.integrations.mlflow_model import log_detector_model
+from ssd.integrations.mlflow_tracking import RUN_FILE
 from ssd.provenance import dataset_fingerprint, git_commit
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-RUN_FILE = "mlflow_run.json"  # in the detector folder: the MLflow run that trained it
 
 
 class RegistryError(RuntimeError):
