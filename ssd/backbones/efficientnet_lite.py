@@ -50,15 +50,19 @@ class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding (``pad_total // 2`` before, the rest after)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x, self.weight, self.bias)
+
+    def conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """This convolution with the given weights (BatchNorm folded into them, say)."""
         if self.stride[0] == 1:
-            return super().forward(x)
+            return self._conv_forward(x, weight, bias)
         ih, iw = x.shape[-2:]
         kh, kw = self.kernel_size
         sh, sw = self.stride
         ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
         x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> SameConv2d:
@@ -68,6 +72,29 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> Same
 
 def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def conv_bn(conv: SameConv2d, bn: nn.Module, x: Tensor, relu6: bool = True) -> Tensor:
+    """``relu6(bn(conv(x)))``; a BatchNorm in eval mode that no gradient goes through (a
+    frozen layer, or inference) is folded into the convolution's weights on the fly, as
+    ``torch.nn.utils.fusion.fuse_conv_bn_eval`` does: one pass over the output instead of
+    two (the same numbers to float rounding). ReLU6 runs in place."""
+    if isinstance(bn, nn.BatchNorm2d) and not bn.training and not _needs_grad(x, conv, bn):
+        assert bn.running_var is not None and bn.running_mean is not None
+        scale = torch.rsqrt(bn.running_var + bn.eps) * bn.weight
+        bias = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        x = conv.conv(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
+    else:
+        x = bn(conv(x))
+    return F.relu6(x, inplace=True) if relu6 else x
+
+
+def _needs_grad(x: Tensor, *modules: nn.Module) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return x.requires_grad or any(p.requires_grad for m in modules for p in m.parameters())
 
 
 class MBConvBlock(nn.Module):
@@ -93,11 +120,11 @@ class MBConvBlock(nn.Module):
         self.skip = stride == 1 and cin == cout
 
     def expand(self, x: Tensor) -> Tensor:
-        return F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        return conv_bn(self._expand_conv, self._bn0, x) if self.has_expand else x
 
     def finish(self, expanded: Tensor, inputs: Tensor) -> Tensor:
-        x = F.relu6(self._bn1(self._depthwise_conv(expanded)))
-        x = self._bn2(self._project_conv(x))
+        x = conv_bn(self._depthwise_conv, self._bn1, expanded)
+        x = conv_bn(self._project_conv, self._bn2, x, relu6=False)
         return x + inputs if self.skip else x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -125,10 +152,10 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, num_classes) if num_classes else None
 
     def stem(self, x: Tensor) -> Tensor:
-        return F.relu6(self._bn0(self._conv_stem(x)))
+        return conv_bn(self._conv_stem, self._bn0, x)
 
     def head(self, x: Tensor) -> Tensor:
-        return F.relu6(self._bn1(self._conv_head(x)))
+        return conv_bn(self._conv_head, self._bn1, x)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
