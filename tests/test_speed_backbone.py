@@ -58,3 +58,21 @@ def test_frozen_prefix_is_folded_and_builds_no_graph() -> None:
     assert got.grad_fn is None
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert model(x)[0].grad_fn is not None  # the trainable rest still trains
+
+
+def test_frozen_prefix_runs_channels_last_and_returns_nchw_maps() -> None:
+    """The frozen prefix runs in channels_last on the CPU (forward-only, folded); the maps
+    handed to the heads are NCHW again and hold the same numbers. (All BatchNorm on
+    running statistics here: batch statistics of 2 images would amplify float rounding.)"""
+    torch.manual_seed(0)
+    model = _with_statistics(EfficientNetLite0Backbone(160, fine_map=True))
+    x = torch.rand(2, 3, 160, 160)
+    want = model(x)  # everything trainable: NCHW, BatchNorm as a module
+    body = model.body
+    for module in [body._conv_stem, body._bn0, *body._blocks[:5]]:
+        module.requires_grad_(False)
+    assert model._frozen_blocks(x) == 5
+    got = model(x)
+    for a, b in zip(got, want, strict=True):
+        assert a.is_contiguous()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

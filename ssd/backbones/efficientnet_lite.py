@@ -232,24 +232,47 @@ class EfficientNetLite0Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         body = self.body
+        frozen = self._frozen_blocks(x)
+        # A frozen prefix (train.freeze_stem_blocks) runs in channels_last on the CPU: it
+        # is forward-only with BatchNorm folded, so the NHWC kernels' less accurate
+        # BatchNorm gradients do not apply, and oneDNN's NHWC depthwise convolutions are
+        # much faster (stem + 5 blocks at batch 8: 200 -> 171 ms CPU). Back to NCHW after.
+        nhwc = frozen >= 0 and x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous()
+        if nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = body.stem(x)
         feats: list[Tensor] = []
         taps = ([self.FINE_TAP_BLOCK] if self.fine_map else []) + [self.TAP_BLOCK]
-        start = 0
-        for index in taps:
-            for block in body._blocks[start:index]:
+        for index, block in enumerate(body._blocks):
+            if nhwc and index == frozen:
+                x = x.contiguous()
+            if index in taps:
+                assert isinstance(block, MBConvBlock)
+                expanded = block.expand(x)
+                feats.append(expanded.contiguous() if nhwc else expanded)
+                x = block.finish(expanded, x)
+            else:
                 x = block(x)
-            tap = body._blocks[index]
-            assert isinstance(tap, MBConvBlock)
-            expanded = tap.expand(x)
-            feats.append(expanded)
-            x = tap.finish(expanded, x)
-            start = index + 1
-        for block in body._blocks[start:]:
-            x = block(x)
+        if nhwc and frozen == len(body._blocks):
+            x = x.contiguous()
         x = body.head(x)
         feats.append(x)
         for block in self.extras:
             x = block(x)
             feats.append(x)
         return feats
+
+    def _frozen_blocks(self, x: Tensor) -> int:
+        """How many leading blocks are frozen after a frozen stem (-1: the stem is not):
+        in eval mode (BatchNorm on running statistics) with no gradient through them."""
+        body = self.body
+
+        def frozen(*modules: nn.Module) -> bool:
+            return not any(m.training for m in modules) and not _needs_grad(x, *modules)
+
+        if not frozen(body._conv_stem, body._bn0):
+            return -1
+        count = 0
+        while count < len(body._blocks) and frozen(body._blocks[count]):
+            count += 1
+        return count
