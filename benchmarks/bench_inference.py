@@ -2,13 +2,15 @@
 torchvision's ``ssdlite320_mobilenet_v3_large`` and ``ssd300_vgg16`` (random weights), on
 the same device in one run, at batch 1 and 8.
 
-Pairs: our EfficientNet-Lite0 SSDLite at 320 vs torchvision's SSDlite320-MobileNetV3, and
-our VGG16 SSD300 vs torchvision's SSD300-VGG16; 20 classes + background on both sides.
+Pairs: our EfficientNet-Lite0 SSDLite at 320 as ``params.yaml`` ships it (with the stride-8
+map) vs torchvision's SSDlite320-MobileNetV3, and our VGG16 SSD300 vs torchvision's
+SSD300-VGG16; 20 classes + background on both sides.
 Inputs are random images already at the network size (file decoding and resizing are not
 timed). What each candidate includes:
 
-- ``eager``: our model + :class:`ssd.postprocess.PostProcessor` (network, decode, softmax,
-  per-class top-k, threshold, NMS): the work of ``Detector.predict`` minus the resize.
+- ``eager``: our model as ``Detector`` prepares it (BatchNorm folded, channels_last) +
+  :class:`ssd.postprocess.PostProcessor` (network, decode, softmax, per-class top-k,
+  threshold, NMS): the work of ``Detector.predict`` minus the resize.
 - ``eager_graph``: :class:`ssd.export.ExportWrapper` in eager PyTorch (network, softmax,
   decode; no NMS), i.e. what the exported files compute.
 - ``torchscript``: the traced ``ExportWrapper`` (same work as ``eager_graph``).
@@ -52,11 +54,21 @@ from ssd.export import (
     load_torchscript,
     postprocess_exported,
 )
+from ssd.fusion import fold_batchnorm
 
 NUM_CLASSES = 20
 PAIRS = {
-    "lite0": ("efficientnet_lite0", 320, "ssdlite320_mobilenet_v3_large"),
-    "vgg16": ("vgg16", 300, "ssd300_vgg16"),
+    "lite0": (
+        ModelConfig(
+            backbone="efficientnet_lite0",
+            backbone_weights=None,
+            fine_map=True,
+            priors={"first_scale": 0.05, "min_scale": 0.1},
+        ),
+        320,
+        "ssdlite320_mobilenet_v3_large",
+    ),
+    "vgg16": (ModelConfig(backbone="vgg16", backbone_weights=None), 300, "ssd300_vgg16"),
 }
 
 
@@ -82,9 +94,8 @@ def build_candidates(
     pair: str, workdir: Path, threads: int
 ) -> Callable[[int], dict[str, Callable[[], object]]]:
     """Build and export the pair's models once; returns ``batch -> {candidate: call}``."""
-    backbone, size, _ = PAIRS[pair]
+    cfg, size, _ = PAIRS[pair]
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone=backbone, input_size=size, backbone_weights=None)
     model = build_model(cfg, NUM_CLASSES, pretrained=False).eval()
     names = [f"class{i}" for i in range(1, NUM_CLASSES + 1)]
     onnx_path = export_onnx(model, cfg, names, workdir / f"{pair}.onnx")
@@ -97,9 +108,9 @@ def build_candidates(
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
-    eager = model.to(memory_format=torch.channels_last)
+    graph = ExportWrapper(model.to(memory_format=torch.channels_last)).eval()
+    eager = fold_batchnorm(model).to(memory_format=torch.channels_last)  # as in Detector
     post = build_postprocessor(eager)
-    graph = ExportWrapper(eager).eval()
     tv_builder = ssdlite320_mobilenet_v3_large if pair == "lite0" else ssd300_vgg16
     tv = tv_builder(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1).eval()
     print(f"[{pair}] exported {onnx_path.stat().st_size / 1e6:.0f} MB ONNX", flush=True)
@@ -172,7 +183,8 @@ def main() -> None:
         "threads": args.threads,
         "num_classes": NUM_CLASSES,
         "includes": {
-            "eager": "network + decode + softmax + per-class top-k/threshold/NMS (ours)",
+            "eager": "network (BatchNorm folded, as Detector) + decode + softmax + per-class "
+            "top-k/threshold/NMS (ours)",
             "eager_graph": "network + softmax + decode, no NMS (what the exports compute)",
             "torchscript": "network + softmax + decode, no NMS",
             "onnxruntime": "network + softmax + decode, no NMS",
