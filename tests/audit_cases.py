@@ -13,7 +13,9 @@ few of them.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -195,3 +197,38 @@ def recall_at_k(case: PlantedCase, ranked: list[Any], kind: str, k: int) -> floa
     """Share of the planted mistakes of ``kind`` among the first ``k`` suspects of it."""
     hits = {key for s in ranked[:k] if (key := planted_key(case, s)) is not None}
     return len(hits) / len(case.planted[kind])
+
+
+def write_prepared_case(
+    root: Path, case: PlantedCase, splits: dict[str, list[int]] | None = None
+) -> Path:
+    """The *labels* of ``case`` as a prepared dataset (``<split>.json``, ``classes.json``,
+    PNG images that show the true objects as coloured rectangles).
+
+    ``splits`` maps split names to image ids; default: every image in ``test``.
+    """
+    import torch
+    from torchvision.io import write_png
+
+    splits = splits or {"test": [img["id"] for img in case.labels["images"]]}
+    root.mkdir(parents=True, exist_ok=True)
+    for split, ids in splits.items():
+        keep = set(ids)
+        data = {
+            "images": [img for img in case.labels["images"] if img["id"] in keep],
+            "annotations": [a for a in case.labels["annotations"] if a["image_id"] in keep],
+            "categories": case.labels["categories"],
+        }
+        (root / f"{split}.json").write_text(json.dumps(data))
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    colours = torch.tensor([[220, 60, 60], [60, 160, 60], [60, 60, 220]], dtype=torch.uint8)
+    for img in case.labels["images"]:
+        pixels = torch.full((3, img["height"], img["width"]), 200, dtype=torch.uint8)
+        for a in case.truth["annotations"]:
+            if a["image_id"] == img["id"]:
+                x, y, w, h = (int(v) for v in a["bbox"])
+                pixels[:, y : y + h, x : x + w] = colours[a["category_id"] - 1][:, None, None]
+        path = root / img["file_name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_png(pixels, str(path), compression_level=1)
+    return root

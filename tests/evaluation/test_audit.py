@@ -19,9 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from audit_cases import CLASSES, planted_case, planted_key, recall_at_k
-from eval_cases import write_prepared
-from torchvision.io import write_png
+from audit_cases import CLASSES, planted_case, planted_key, recall_at_k, write_prepared_case
 
 from ssd.evaluation.audit import (
     KINDS,
@@ -202,29 +200,9 @@ def test_confirmed_fixes_restore_the_truth() -> None:
 
 
 # ---------------------------------------------------------------- the written files
-def _prepared_with_images(root: Path, case: Any) -> Path:
-    """The labels as a prepared ``test`` split, with images that show the true objects."""
-    labels = case.labels
-    prepared = write_prepared(root, "test", labels["images"], [], CLASSES)
-    data = json.loads((prepared / "test.json").read_text())
-    data["annotations"] = labels["annotations"]
-    (prepared / "test.json").write_text(json.dumps(data))
-    colours = torch.tensor([[220, 60, 60], [60, 160, 60], [60, 60, 220]], dtype=torch.uint8)
-    for img in labels["images"]:
-        pixels = torch.full((3, img["height"], img["width"]), 200, dtype=torch.uint8)
-        for a in case.truth["annotations"]:
-            if a["image_id"] == img["id"]:
-                x, y, w, h = (int(v) for v in a["bbox"])
-                pixels[:, y : y + h, x : x + w] = colours[a["category_id"] - 1][:, None, None]
-        path = prepared / img["file_name"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_png(pixels, str(path), compression_level=1)
-    return prepared
-
-
 def test_run_audit_writes_json_csv_crops_and_grid(tmp_path: Path) -> None:
     case = planted_case(seed=0, num_images=20, per_kind=5)
-    prepared = _prepared_with_images(tmp_path / "prepared", case)
+    prepared = write_prepared_case(tmp_path / "prepared", case)
     bad = {"image_id": 99999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}
     out = tmp_path / "reports"
     result = run_audit(
