@@ -1,7 +1,8 @@
 """The label audit in FiftyOne (``ssd.integrations.fiftyone_audit``): fields, tags and saved
 views on a real database, the review kept across rebuilds, FiftyOne's own
 ``compute_mistakenness`` measured against our ranking, the export of a corrected copy in
-VOC / COCO / YOLO read back by ``ssd prepare``, and the saved views in the real App.
+VOC / COCO / YOLO read back by ``ssd prepare``, and the saved views in the real App, where
+a suspect is confirmed with a tag as a reviewer would.
 
 Data: the generated dataset with planted mistakes (``tests/audit_cases.py``, 60 images)
 as a prepared dataset with train (40 images), val (10) and test (10). A private mongod
@@ -205,6 +206,7 @@ def test_review_tags_survive_a_rebuild(audit_env: dict[str, Any], train_ds: Any)
 
     case = audit_env["case"]
     by_id = {s.id: s for s in audit_env["audits"]["train"].suspects}
+    _clear_review(train_ds)
     view = train_ds.load_saved_view("possible-loose-boxes")  # planted and not, mixed
     ids = view.values("audit.suspect_id")
     planted = [i for i in ids if planted_key(case, by_id[i]) is not None]
@@ -427,6 +429,9 @@ def test_app_lists_and_opens_the_audit_views(
         pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
     from playwright.sync_api import expect, sync_playwright
 
+    from ssd.integrations.fiftyone_audit import read_review
+
+    _clear_review(train_ds)
     name = train_ds.name
     port = _free_port()
     server = subprocess.Popen(
@@ -476,6 +481,20 @@ def test_app_lists_and_opens_the_audit_views(
                     visible(f"{n} {'patch' if n == 1 else 'patches'}").wait_for(timeout=30_000)
                 page.wait_for_timeout(1500)  # the grid draws its patches
                 page.screenshot(path=str(shot))
+                # A reviewer confirms the first (most probable) missing label: select the
+                # patch, tag its label "confirmed", apply.
+                page.goto(f"{base}/datasets/{name}?view=possible-missing-labels",
+                          wait_until="domcontentloaded")  # fmt: skip
+                visible("possible-missing-labels").wait_for(timeout=60_000)
+                page.locator('[data-cy="looker"]').first.hover()
+                page.locator('[data-cy="looker-checkbox-"]').first.click()
+                page.locator('[data-cy="action-tag-sample-labels"]').click()
+                page.locator('[data-cy="tagger-switch-label"]').click()
+                tag_input = page.locator('[data-cy="tagger-container"] input').first
+                tag_input.fill("confirmed")
+                tag_input.press("Enter")
+                page.locator('[data-cy="button-Apply"]').click()
+                page.locator('[data-cy="button-Apply"]').wait_for(state="detached")
             except Exception:
                 SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                 with contextlib.suppress(Exception):
@@ -488,3 +507,6 @@ def test_app_lists_and_opens_the_audit_views(
     assert shot.stat().st_size > 10_000
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, SCREENSHOT)
+    first = audit_env["audits"]["train"].of_kind("missing")[0]
+    assert read_review(train_ds) == {first.id: "confirmed"}
+    _clear_review(train_ds)

@@ -284,7 +284,7 @@ def audit_summary(result: AuditResult, out_dir: str | Path | None = None, top: i
             if s.kind in ("missing", "wrong_class", "loose"):
                 what += f" (model score {s.model_score or 0.0:.2f})"
             else:
-                what += f" (nothing near it scores {s.model_score or 0.0:.2f} or more)"
+                what += f" (best detection score near it {s.model_score or 0.0:.2f})"
             box = ", ".join(f"{v:.0f}" for v in s.box)
             lines.append(f"    {kind:<12} {s.score:.2f}  {s.file_name} [{box}]  {what}")
     if out_dir is not None:
