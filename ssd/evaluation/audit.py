@@ -436,11 +436,18 @@ def audit_labels(
         else:
             ignored += 1
 
+    # Per-image tensors are tiny: one thread. With two on a busy 2-core machine, OpenMP's
+    # waiting made the audit of 60 images take 0.4-1.6 s instead of 0.04 s.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     found: list[Suspect] = []
-    for img in images:
-        anns, dets = anns_by_image.get(img["id"], []), dets_by_image.get(img["id"], [])
-        if anns or dets:
-            found += _image_suspects(img, anns, dets, names, o)
+    try:
+        for img in images:
+            anns, dets = anns_by_image.get(img["id"], []), dets_by_image.get(img["id"], [])
+            if anns or dets:
+                found += _image_suspects(img, anns, dets, names, o)
+    finally:
+        torch.set_num_threads(threads)
 
     suspects: list[Suspect] = []
     for kind in KINDS:

@@ -248,3 +248,34 @@ def test_run_audit_writes_json_csv_crops_and_grid(tmp_path: Path) -> None:
     for k in KINDS:
         assert f"  {k:<12} {result.counts()[k]:>6}" in text
     assert "audit.json" in text
+
+
+def test_audit_model_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
+    """The stage's glue: load the detector, check its classes, predict, audit, write."""
+    from ssd.config import ModelConfig
+    from ssd.evaluation.audit_report import audit_model
+    from ssd.evaluation.errors import EvaluationError
+    from ssd.model import build_model
+    from ssd.weights import save_detector
+
+    case = planted_case(seed=1, num_images=4, per_kind=1)
+    prepared = write_prepared_case(tmp_path / "prepared", case)
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="efficientnet_lite0", input_size=128, backbone_weights=None)
+    model_dir = save_detector(tmp_path / "det", build_model(cfg, 3), cfg, CLASSES)
+    out = tmp_path / "reports"
+    result = audit_model(model_dir, prepared, "test", out, batch_size=2, progress=False)
+    data = json.loads((out / "audit.json").read_text())
+    assert data["num_images"] == 4 and data["num_detections"] == result.num_detections > 0
+    assert (out / "audit" / "top_suspects.png").is_file()
+    # An untrained model is confident about nothing: it raises no missing, wrong-class or
+    # loose suspect (its scores sit near 1 / (C + 1)).
+    used = json.loads((out / "audit" / "detections.json").read_text())
+    assert max(d["score"] for d in used) < AuditOptions().min_score
+    assert [result.counts()[k] for k in ("missing", "wrong_class", "loose")] == [0, 0, 0]
+
+    other = save_detector(tmp_path / "det2", build_model(cfg, 2), cfg, ["a", "b"])
+    with pytest.raises(EvaluationError, match="class mismatch"):
+        audit_model(other, prepared, "test", out, progress=False)
+    with pytest.raises(EvaluationError, match="train first"):
+        audit_model(tmp_path / "nowhere", prepared, "test", out)
