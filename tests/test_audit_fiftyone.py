@@ -230,6 +230,7 @@ def test_review_tags_survive_a_rebuild(audit_env: dict[str, Any], train_ds: Any)
             want.model_label,
         )
         assert s.box == pytest.approx(want.box, abs=0.01)
+        assert s.file_name == want.file_name
     _clear_review(ds)
 
 

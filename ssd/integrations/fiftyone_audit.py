@@ -387,8 +387,10 @@ def confirmed_suspects(ds: fo.Dataset) -> list[Suspect]:
     view = ds.filter_labels(
         AUDIT_FIELD, F("tags").contains(CONFIRMED) & ~F("tags").contains(DISMISSED)
     )
+    root = ds.info.get("prepared_dir")
     for sample in view.iter_samples(progress=False):
         width, height = sample.metadata.width, sample.metadata.height
+        file_name = os.path.relpath(sample.filepath, root) if root else sample.filepath
         for d in sample[AUDIT_FIELD].detections:
             model_box = d["model_box"]
             out.append(
@@ -398,7 +400,7 @@ def confirmed_suspects(ds: fo.Dataset) -> list[Suspect]:
                     score=float(d["score"]),
                     rank=int(d["rank"]),
                     image_id=sample["image_id"],
-                    file_name=os.path.basename(sample.filepath),
+                    file_name=file_name,
                     box=_pixels(d.bounding_box, width, height),
                     label=d["gt_label"],
                     annotation_id=d["annotation_id"],
