@@ -42,6 +42,7 @@ VIEW_KINDS = {
 def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Prepared dataset ``planted`` + audits of train and test + an evaluation of test +
     a private mongod that FiftyOne uses for this module (then the previous one again)."""
+    from ssd.data.prepared import PreparedSplit
     from ssd.evaluation.audit_report import run_audit
     from ssd.evaluation.run import evaluate_detections
 
@@ -54,10 +55,16 @@ def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     for split in ("train", "test"):
         ids = set(SPLITS[split])
         dets = [d for d in case.detections if d["image_id"] in ids]
-        audits[split] = run_audit(prepared, split, dets, tmp / f"audit-{split}", grid_per_kind=2)
+        audits[split] = run_audit(
+            PreparedSplit.load(prepared, split), dets, tmp / f"audit-{split}", grid_per_kind=2
+        )
     test_dets = [d for d in case.detections if d["image_id"] in set(SPLITS["test"])]
     evaluate_detections(
-        prepared, "test", test_dets, tmp / "audit-test", plots_enabled=False, sample_images=0
+        PreparedSplit.load(prepared, "test"),
+        test_dets,
+        tmp / "audit-test",
+        plots_enabled=False,
+        sample_images=0,
     )
 
     db_dir, home = tmp / "db", tmp / "home"
@@ -365,7 +372,7 @@ def test_export_corrected_copy_reads_back_with_ssd_prepare(
         prepared_root=str(tmp / "reprepared"),
         names_file="classes.txt" if fmt == "voc" else None,
     )
-    again = prepare_dataset(cfg)
+    again = prepare_dataset(cfg).out_dir
     assert json.loads((again / "classes.json").read_text()) == CLASSES
     tolerance = 1.0 if fmt == "voc" else 0.02  # VOC: corners rounded to pixels, w and h ± 1
     for split in SPLITS:

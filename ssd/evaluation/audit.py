@@ -65,7 +65,8 @@ FIX_ACTIONS: dict[str, str] = {
 @dataclass(frozen=True)
 class AuditOptions:
     """Thresholds of the audit; defaults fit a detector whose post-processing keeps scores
-    down to 0.01 (``model.score_threshold``), as SSD's does.
+    down to 0.01 (``postprocess.score_threshold``), as SSD's does; built from the
+    ``audit`` config section by :func:`ssd.evaluation.audit_report.audit_options`.
 
     Attributes:
         min_score: a detection is *confident* at this score or above; only confident

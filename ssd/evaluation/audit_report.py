@@ -1,10 +1,13 @@
 """The ``ssd audit`` stage: run a detector on a split, rank the probable label mistakes
 (:mod:`ssd.evaluation.audit`) and write them out.
 
-:func:`run_audit` takes COCO results from anywhere; :func:`audit_model` runs a checkpoint
-first. Outputs under ``out_dir`` (``reports/<data.name>``):
+:func:`run_audit` takes COCO results from anywhere; :func:`audit_model` runs a detector
+first; :func:`audit_from_config` is the stage (CLI, DVC, Prefect) and :func:`audit_options`
+the one place the ``audit`` config section becomes :class:`AuditOptions`. Outputs under
+``out_dir`` (``reports/<data.name>``, next to what ``ssd evaluate`` writes, no file shared):
 
-* ``audit.json`` – the split, the thresholds, counts per kind and every suspect
+* ``audit.json`` – the split, the thresholds, the ``postprocess`` settings of the detector
+  run, counts per kind and every suspect
   (:meth:`ssd.evaluation.audit.Suspect.to_dict`: ``id``, ``kind``, ``score``, ``rank``,
   ``image_id``, ``file_name``, ``box`` ``[x, y, w, h]`` pixels, ``label``,
   ``annotation_id``, ``model_label``, ``model_box``, ``model_score``, ``iou``, ``fix``,
@@ -26,6 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -40,6 +44,8 @@ from torchvision.io import ImageReadMode, decode_image, write_png
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes
 
+from ssd.config import AuditConfig, Config, PostprocessConfig
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.audit import (
     KIND_DESCRIPTIONS,
     KINDS,
@@ -49,7 +55,7 @@ from ssd.evaluation.audit import (
     audit_labels,
 )
 from ssd.evaluation.errors import EvaluationError
-from ssd.evaluation.inputs import check_class_names, check_detections, load_split
+from ssd.evaluation.inputs import check_class_names, check_detections
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +108,24 @@ def audit_to_json(result: AuditResult, prepared_dir: str | Path | None = None) -
         "num_annotations": result.num_annotations,
         "num_detections": result.num_detections,
         "num_ignored_detections": result.num_ignored_detections,
+        "num_rejected_detections": result.extra.get("rejected_detections", 0),
+        "postprocess": result.extra.get("postprocess"),
         "num_suspects": len(result.suspects),
         "counts": result.counts(),
         "kinds": KIND_DESCRIPTIONS,
         "suspects": [s.to_dict() for s in result.suspects],
     }
+
+
+def audited_split(out_dir: str | Path) -> str | None:
+    """The split of the ``audit.json`` in ``out_dir``; None when there is none (or it cannot
+    be read: :func:`load_audit` says why)."""
+    path = Path(out_dir) / AUDIT_JSON
+    try:
+        split = json.loads(path.read_text()).get("split")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return split if isinstance(split, str) else None
 
 
 def load_audit(path: str | Path) -> AuditResult:
@@ -130,7 +149,11 @@ def load_audit(path: str | Path) -> AuditResult:
             num_detections=int(data["num_detections"]),
             num_ignored_detections=int(data.get("num_ignored_detections", 0)),
             split=data.get("split"),
-            extra={"dataset": data.get("dataset")},
+            extra={
+                "dataset": data.get("dataset"),
+                "rejected_detections": int(data.get("num_rejected_detections", 0)),
+                "postprocess": data.get("postprocess"),
+            },
         )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise EvaluationError(f"{p} is not an audit written by `ssd audit`: {err}") from None
@@ -187,6 +210,7 @@ def write_thumbnails(
     ``thumbnail`` (relative to ``out_dir``). Images that cannot be read are skipped with a
     warning. Returns the number written."""
     root, out = Path(prepared_dir), Path(out_dir)
+    shutil.rmtree(out / AUDIT_DIR / "crops", ignore_errors=True)  # no crop of an older run
     by_image: dict[str, list[Suspect]] = defaultdict(list)
     for s in result.suspects:
         s.thumbnail = None
@@ -296,42 +320,38 @@ def audit_summary(result: AuditResult, out_dir: str | Path | None = None, top: i
 
 
 def run_audit(
-    prepared_dir: str | Path,
-    split: str,
+    split: PreparedSplit,
     detections: list[Any],
     out_dir: str | Path,
     options: AuditOptions | None = None,
     *,
-    tolerance_px: float = 1.0,
     thumbnails_per_kind: int = 50,
     grid_per_kind: int = 8,
+    postprocess: PostprocessConfig | None = None,
 ) -> AuditResult:
     """Audit the labels of a prepared split with COCO results; write every output.
 
     Args:
-        prepared_dir: ``data/prepared/<name>``.
-        split: ``train``, ``val`` or ``test``.
-        detections: COCO results of the whole split, low scores included. Invalid ones
-            (unknown image or class, empty or outside the image) are not used
-            (:func:`ssd.evaluation.inputs.check_detections`).
+        split: the loaded split (:meth:`ssd.data.prepared.PreparedSplit.load`).
+        detections: COCO results of the whole split, low scores included. Malformed ones,
+            unknown image or category ids and non-finite values are not used
+            (:func:`ssd.evaluation.inputs.check_detections`); boxes past the border are.
         out_dir: where the outputs go (created).
-        options: the audit's thresholds.
-        tolerance_px: see :func:`~ssd.evaluation.inputs.check_detections`.
+        options: the audit's thresholds (:func:`audit_options` builds them from the config).
         thumbnails_per_kind: crops written per kind (most probable first).
         grid_per_kind: suspects per row of the grid.
-
-    Raises:
-        EvaluationError: the split is missing or empty.
+        postprocess: the inference settings that produced ``detections``, recorded in
+            ``audit.json`` (None: detections from elsewhere).
     """
-    data = load_split(prepared_dir, split)
-    checked = check_detections(detections, data, tolerance_px)
+    checked = check_detections(detections, split)
     if checked.rejected:
         log.warning("%d detections not used: %s", len(checked.rejected), checked.summary(3))
-    result = audit_labels(data.dataset, checked.accepted, options, split=split)
+    result = audit_labels(split.dataset, checked.accepted, options, split=split.name)
     result.extra["rejected_detections"] = len(checked.rejected)
+    result.extra["postprocess"] = None if postprocess is None else postprocess.model_dump()
     write_audit_report(
         result,
-        prepared_dir,
+        split.root,
         out_dir,
         detections=checked.accepted,
         thumbnails_per_kind=thumbnails_per_kind,
@@ -342,34 +362,91 @@ def run_audit(
 
 def audit_model(
     model_path: str | Path,
-    prepared_dir: str | Path,
-    split: str,
+    split: PreparedSplit,
     out_dir: str | Path,
     options: AuditOptions | None = None,
     *,
     batch_size: int = 8,
     device: str = "cpu",
+    postprocess: PostprocessConfig | None = None,
     progress: bool = True,
     **report_options: Any,
 ) -> AuditResult:
-    """Run the checkpoint on the split, then :func:`run_audit` (same outputs).
+    """Run the detector at ``model_path`` on the split with the inference settings
+    ``postprocess`` (None: the paper's), then :func:`run_audit` (same outputs).
 
-    The detector's own post-processing decides which detections exist: keep its score
-    threshold low (``model.score_threshold`` 0.01) so that weak evidence against a
-    ``spurious`` label is seen.
+    The post-processing decides which detections exist: its score threshold must not be
+    above ``options.background_score``, or boxes with weak evidence near them would look
+    spurious (``postprocess.score_threshold`` 0.01, the default, keeps them).
 
     Raises:
-        EvaluationError: missing checkpoint, missing or empty split, or the model's classes
-            differ from the dataset's.
+        EvaluationError: missing detector, a score threshold above the background score, or
+            the model's classes differ from the dataset's.
     """
     path = Path(model_path)
     if not path.exists():
-        raise EvaluationError(f"checkpoint '{path}' does not exist; train first (`ssd train`)")
-    data = load_split(prepared_dir, split)
+        raise EvaluationError(f"detector '{path}' does not exist; train first (`ssd train`)")
+    options = options or AuditOptions()
+    postprocess = postprocess or PostprocessConfig()
+    if postprocess.score_threshold > options.background_score:
+        raise EvaluationError(
+            f"postprocess.score_threshold ({postprocess.score_threshold}) is above "
+            f"audit.background_score ({options.background_score}): the audit needs the weak "
+            "detections to tell a spurious box from a hard object; use "
+            "--set postprocess.score_threshold=0.01 (the default)"
+        )
     from ssd.evaluation.predict import predict_split
     from ssd.inference import load_detector  # the model side is only needed here
 
-    detector = load_detector(path, device=device)
-    check_class_names(list(detector.class_names), data)
-    detections, _ = predict_split(detector, prepared_dir, split, batch_size, progress=progress)
-    return run_audit(prepared_dir, split, detections, out_dir, options, **report_options)
+    detector = load_detector(path, device=device, postprocess=postprocess)
+    check_class_names(list(detector.class_names), split)
+    detections, _ = predict_split(detector, split, batch_size, progress=progress)
+    return run_audit(split, detections, out_dir, options, postprocess=postprocess, **report_options)
+
+
+def audit_options(cfg: AuditConfig) -> AuditOptions:
+    """The audit's thresholds from the ``audit`` section: the one place config -> options."""
+    return AuditOptions(
+        min_score=cfg.min_score,
+        near_iou=cfg.near_iou,
+        match_iou=cfg.match_iou,
+        loose_iou=cfg.loose_iou,
+        background_score=cfg.background_score,
+        dedupe_iou=cfg.dedupe_iou,
+    )
+
+
+def audit_from_config(
+    cfg: Config,
+    model: str | Path | None = None,
+    detections: str | Path | None = None,
+    split: str | None = None,
+    out_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> AuditResult:
+    """The ``audit`` stage: audit ``split`` (default ``audit.split``) with ``model``
+    (default ``models/<data.name>/ssd``, run with the ``postprocess`` settings) or a COCO
+    results file; outputs in ``reports/<data.name>/`` (or ``out_dir``)."""
+    a = cfg.audit
+    data = PreparedSplit.load(cfg.layout.prepared, split or a.split)
+    out = Path(out_dir) if out_dir is not None else cfg.layout.reports
+    report: dict[str, Any] = {
+        "thumbnails_per_kind": a.thumbnails_per_kind,
+        "grid_per_kind": a.grid_per_kind,
+    }
+    if detections is not None:
+        from ssd.evaluation.inputs import load_detections
+
+        return run_audit(data, load_detections(detections), out, audit_options(a), **report)
+    return audit_model(
+        model or cfg.layout.detector,
+        data,
+        out,
+        audit_options(a),
+        batch_size=a.batch_size,
+        device=device or a.device,
+        postprocess=cfg.postprocess,
+        progress=progress,
+        **report,
+    )

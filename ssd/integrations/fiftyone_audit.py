@@ -66,9 +66,9 @@ import fiftyone as fo
 import fiftyone.brain as fob
 from fiftyone import ViewField as F
 
+from ssd.data.prepared import SPLITS, PreparedSplit
 from ssd.evaluation.audit import KINDS, AuditResult, Suspect, apply_fixes
 from ssd.evaluation.audit_report import AUDIT_DIR, AUDIT_JSON, DETECTIONS_JSON, load_audit
-from ssd.evaluation.inputs import SPLITS, load_split
 from ssd.integrations.fiftyone_browse import BrowseError, build_browse_dataset, dataset_name
 
 log = logging.getLogger(__name__)
@@ -267,11 +267,8 @@ def compute_fiftyone_mistakenness(ds: fo.Dataset) -> None:
     )
 
 
-def _plain_samples(
-    prepared_dir: Path, split: str, detections: list[dict[str, Any]]
-) -> list[fo.Sample]:
+def _plain_samples(data: PreparedSplit, detections: list[dict[str, Any]]) -> list[fo.Sample]:
     """Ground truth and detections of a split, without any evaluation."""
-    data = load_split(prepared_dir, split)
     names = data.class_names
     images = {img["id"]: img for img in data.images}
     gts: dict[Any, list[fo.Detection]] = {i: [] for i in images}
@@ -300,7 +297,7 @@ def _plain_samples(
         )
     return [
         fo.Sample(
-            filepath=str((prepared_dir / img["file_name"]).resolve()),
+            filepath=str(data.image_path(img).resolve()),
             metadata=fo.ImageMetadata(width=img["width"], height=img["height"]),
             image_id=image_id,
             ground_truth=fo.Detections(detections=gts[image_id]),
@@ -361,7 +358,7 @@ def build_audit_dataset(
     else:
         dets_path = Path(audit_dir) / AUDIT_DIR / DETECTIONS_JSON
         detections = json.loads(dets_path.read_text()) if dets_path.is_file() else []
-        samples = _plain_samples(prepared, split, detections)
+        samples = _plain_samples(PreparedSplit.load(prepared, split), detections)
         if fo.dataset_exists(name):
             ds = fo.load_dataset(name)
             for key in ds.list_evaluations():
@@ -374,6 +371,22 @@ def build_audit_dataset(
         ds.add_samples(samples, progress=False)
         ds.info = {"prepared_dir": str(prepared), "split": split}
     add_audit(ds, result, review=review, mistakenness=mistakenness)
+    return ds
+
+
+def load_review_dataset(prepared_dir: str | Path, split: str) -> fo.Dataset:
+    """The dataset ``ssd-<data.name>-<split>`` with the audit on it, where the review is.
+
+    Raises:
+        BrowseError: there is no such dataset, or it has no audit.
+    """
+    name = dataset_name(prepared_dir, split)
+    steps = f"run `ssd audit --split {split}`, then `ssd browse --split {split}` and review"
+    if not fo.dataset_exists(name):
+        raise BrowseError(f"there is no FiftyOne dataset {name}: {steps}")
+    ds = fo.load_dataset(name)
+    if not ds.has_sample_field(AUDIT_FIELD):
+        raise BrowseError(f"{name} has no audit on it: {steps}")
     return ds
 
 
@@ -460,7 +473,14 @@ def export_corrected(
     if target.exists() and not overwrite:
         raise ValueError(f"{target} exists; choose another folder or pass overwrite")
     fixes = dict(fixes or {})
-    splits = {s: load_split(prepared, s) for s in SPLITS if (prepared / f"{s}.json").is_file()}
+    loaded = [
+        PreparedSplit.load(prepared, s, allow_empty=True)
+        for s in SPLITS
+        if (prepared / f"{s}.json").is_file()
+    ]
+    splits = {data.name: data for data in loaded if data.images}  # an empty split: no files
+    if not splits:
+        raise ValueError(f"{prepared} has no split with images; run `ssd prepare` first")
     unknown = set(fixes) - set(splits)
     if unknown:
         raise ValueError(f"fixes for splits {sorted(unknown)} that {prepared} does not have")

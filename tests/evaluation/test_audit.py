@@ -21,6 +21,7 @@ import pytest
 import torch
 from audit_cases import CLASSES, planted_case, planted_key, recall_at_k, write_prepared_case
 
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.audit import (
     KINDS,
     AuditOptions,
@@ -206,7 +207,11 @@ def test_run_audit_writes_json_csv_crops_and_grid(tmp_path: Path) -> None:
     bad = {"image_id": 99999, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}
     out = tmp_path / "reports"
     result = run_audit(
-        prepared, "test", [*case.detections, bad], out, thumbnails_per_kind=3, grid_per_kind=4
+        PreparedSplit.load(prepared, "test"),
+        [*case.detections, bad],
+        out,
+        thumbnails_per_kind=3,
+        grid_per_kind=4,
     )
     assert result.extra["rejected_detections"] == 1
 
@@ -252,21 +257,22 @@ def test_run_audit_writes_json_csv_crops_and_grid(tmp_path: Path) -> None:
 
 def test_audit_model_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
     """The stage's glue: load the detector, check its classes, predict, audit, write."""
-    from ssd.config import ModelConfig
+    from ssd.builder import build_model
+    from ssd.config import ModelConfig, PostprocessConfig
     from ssd.evaluation.audit_report import audit_model
     from ssd.evaluation.errors import EvaluationError
-    from ssd.model import build_model
     from ssd.weights import save_detector
 
     case = planted_case(seed=1, num_images=4, per_kind=1)
-    prepared = write_prepared_case(tmp_path / "prepared", case)
+    split = PreparedSplit.load(write_prepared_case(tmp_path / "prepared", case), "test")
     torch.manual_seed(0)
     cfg = ModelConfig(backbone="efficientnet_lite0", input_size=128, backbone_weights=None)
     model_dir = save_detector(tmp_path / "det", build_model(cfg, 3), cfg, CLASSES)
     out = tmp_path / "reports"
-    result = audit_model(model_dir, prepared, "test", out, batch_size=2, progress=False)
+    result = audit_model(model_dir, split, out, batch_size=2, progress=False)
     data = json.loads((out / "audit.json").read_text())
     assert data["num_images"] == 4 and data["num_detections"] == result.num_detections > 0
+    assert data["postprocess"] == PostprocessConfig().model_dump()  # what made the detections
     assert (out / "audit" / "top_suspects.png").is_file()
     # An untrained model is confident about nothing: it raises no missing, wrong-class or
     # loose suspect (its scores sit near 1 / (C + 1)).
@@ -276,6 +282,9 @@ def test_audit_model_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
 
     other = save_detector(tmp_path / "det2", build_model(cfg, 2), cfg, ["a", "b"])
     with pytest.raises(EvaluationError, match="class mismatch"):
-        audit_model(other, prepared, "test", out, progress=False)
+        audit_model(other, split, out, progress=False)
     with pytest.raises(EvaluationError, match="train first"):
-        audit_model(tmp_path / "nowhere", prepared, "test", out)
+        audit_model(tmp_path / "nowhere", split, out)
+    # Weak detections are evidence: a score threshold above the background score is refused.
+    with pytest.raises(EvaluationError, match=r"postprocess.score_threshold \(0.3\)"):
+        audit_model(model_dir, split, out, postprocess=PostprocessConfig(score_threshold=0.3))
