@@ -428,6 +428,92 @@ def test_export_refuses_unknown_format_and_splits(audit_env: dict[str, Any]) -> 
     assert not (tmp / "nope").exists() and not (tmp / ".nope.partial").exists()
 
 
+# ---------------------------------------------------------------- the command line
+def _cli(audit_env: dict[str, Any], *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from ssd.cli import app
+
+    sets = ["--set", "data.name=planted", "--set",
+            f"data.prepared_root={audit_env['prepared'].parent}"]  # fmt: skip
+    return CliRunner().invoke(app, [*args, *sets])
+
+
+def test_cli_browse_adds_the_audit_of_the_split_and_keeps_the_review(
+    audit_env: dict[str, Any],
+) -> None:
+    """`ssd browse` after `ssd audit` on the browsed split: the evaluation's dataset plus the
+    audit; a rebuild keeps the reviewer's tags (a plain rebuild would clear them)."""
+    import fiftyone as fo
+
+    from ssd.integrations.fiftyone_audit import CONFIRMED, read_review
+
+    reports = str(audit_env["tmp"] / "audit-test")
+    res = _cli(audit_env, "browse", "--no-launch", "--split", "test", "--reports", reports)
+    assert res.exit_code == 0, res.output
+    counts = audit_env["audits"]["test"].counts()
+    assert "label audit: " + ", ".join(f"{k} {n}" for k, n in counts.items()) in res.output
+    assert "possible-missing-labels" in res.output and "class-confusions" in res.output
+    ds = fo.load_dataset("ssd-planted-test")
+    first = ds.filter_labels("audit", _kind_is("spurious")).first()
+    ds.select_labels(ids=[first.audit.detections[0].id]).tag_labels(CONFIRMED, "audit")
+    review = read_review(ds)
+    assert len(review) == 1
+    res = _cli(audit_env, "browse", "--no-launch", "--split", "test", "--reports", reports)
+    assert res.exit_code == 0, res.output
+    assert read_review(fo.load_dataset("ssd-planted-test")) == review
+    # The audit of another split is not mixed in: the evaluation only.
+    res = _cli(audit_env, "browse", "--no-launch", "--split", "test", "--reports",
+               str(audit_env["tmp"] / "nowhere"))  # fmt: skip
+    assert res.exit_code == 2 and "ssd evaluate" in res.output
+
+
+def _kind_is(kind: str) -> Any:
+    from fiftyone import ViewField as F
+
+    return F("kind") == kind
+
+
+def test_cli_audit_export_writes_the_confirmed_fixes(audit_env: dict[str, Any]) -> None:
+    import fiftyone as fo
+
+    from ssd.integrations.fiftyone_audit import CONFIRMED, FIXES_JSON, REVIEW_TAGS
+
+    ds = fo.load_dataset("ssd-planted-test") if fo.dataset_exists("ssd-planted-test") else None
+    if ds is None or not ds.has_sample_field("audit"):
+        from ssd.integrations.fiftyone_audit import build_audit_dataset
+
+        tmp = audit_env["tmp"]
+        ds = build_audit_dataset(
+            audit_env["prepared"], "test", tmp / "audit-test", reports_dir=tmp / "audit-test"
+        )
+    ds.untag_labels(list(REVIEW_TAGS), "audit")
+    out = audit_env["tmp"] / "raw" / "planted-fixed"
+    res = _cli(audit_env, "audit-export", "--out", str(out), "--split", "test")
+    assert res.exit_code == 2 and "no suspect is tagged 'confirmed'" in res.output
+    assert not out.exists()
+
+    missing = ds.filter_labels("audit", _kind_is("missing")).limit(2)
+    missing.tag_labels(CONFIRMED, "audit")
+    n = missing.count("audit.detections")
+    res = _cli(audit_env, "audit-export", "--out", str(out), "--split", "test")
+    assert res.exit_code == 0, res.output
+    assert f"{n} confirmed fixes in test (missing {n})" in res.output
+    # synthetic-style source (coco here: the planted set's data.source is the default)
+    assert "--set data.name=planted-fixed --set data.source=coco" in res.output
+    assert "--set data.path=" in res.output  # not under data/raw: DVC's prepare cannot see it
+    record = json.loads((out / FIXES_JSON).read_text())
+    assert [f["kind"] for f in record["fixes"]["test"]] == ["missing"] * n
+    assert (out / "annotations" / "instances_test.json").is_file()
+    res = _cli(audit_env, "audit-export", "--out", str(out), "--split", "test")
+    assert res.exit_code == 2 and "exists" in res.output
+    res = _cli(audit_env, "audit-export", "--out", str(out), "--split", "val")
+    assert res.exit_code == 2 and "no FiftyOne dataset ssd-planted-val" in res.output
+    res = _cli(audit_env, "audit-export", "--out", str(out), "--format", "kitti")
+    assert res.exit_code == 2 and "voc, coco, yolo" in res.output
+    ds.untag_labels(list(REVIEW_TAGS), "audit")
+
+
 # ---------------------------------------------------------------- the App, for real
 @pytest.mark.slow
 def test_app_lists_and_opens_the_audit_views(
