@@ -117,6 +117,8 @@ def test_dvc_repro_runs_every_stage_and_registers_a_champion(
     registry = json.loads((project / "reports" / "synthetic" / "registry.json").read_text())
     assert registry["model_name"] == "ssd-synthetic" and registry["version"] == 1
     assert registry["champion"] is True
+    audit = json.loads((project / "reports" / "synthetic" / "audit.json").read_text())
+    assert audit["split"] == "test" and audit["postprocess"]["score_threshold"] == 0.01
     assert (project / "dvc.lock").is_file()
     show = run([str(BIN / "dvc"), "metrics", "show"], project)
     assert "reports/synthetic/metrics.json" in show
@@ -235,18 +237,20 @@ def test_dvc_plots_page_renders_offline_in_a_real_browser(
     assert not [u for u in asked if not u.startswith(("file:", "data:", "about:"))], asked
 
 
-ALL = {"prepare", "train", "evaluate", "register"}
+ALL = {"prepare", "train", "evaluate", "register", "audit"}
 CHANGES = [  # (a params.yaml key or a code file, the stages that read it)
     ("data.seed", 1, {"prepare"}),
     ("model.fine_map", False, {"train"}),
     ("train.lr", 0.03, {"train"}),
-    ("postprocess.nms_threshold", 0.3, {"evaluate", "register"}),
+    ("postprocess.nms_threshold", 0.3, {"evaluate", "register", "audit"}),
     ("evaluate.sample_images", 1, {"evaluate"}),
     ("tracking.champion_metric", "map50", {"register"}),
-    ("ssd/fusion.py", None, {"train", "evaluate", "register"}),  # validation runs it too
+    ("ssd/fusion.py", None, {"train", "evaluate", "register", "audit"}),  # validation too
     ("ssd/evaluation/tide.py", None, {"evaluate", "register"}),
     ("ssd/data/sources/voc.py", None, {"prepare", "register"}),
     ("ssd/integrations/fiftyone_browse.py", None, {"register"}),  # the model's code copy
+    ("audit.min_score", 0.6, {"audit"}),
+    ("ssd/evaluation/audit.py", None, {"audit", "register"}),
 ]
 
 
