@@ -122,3 +122,17 @@ def test_the_audit_section_builds_the_options_in_one_place() -> None:
     assert load_config(None).audit.model_dump() == AuditConfig().model_dump()
     with pytest.raises(ConfigError, match=r"unknown key 'audit\.export'; valid keys here: "):
         load_config(None, ["audit.export=voc"])
+
+
+def test_prefect_runs_the_audit_stage_after_evaluate() -> None:
+    """Each Prefect task runs one DVC stage: the audit is one of them, after evaluate, and
+    has its own flow and deployment."""
+    import yaml
+
+    from pipelines.flows import STAGE_TASKS, STAGES, audit_flow
+    from pipelines.serve import DEPLOYMENTS
+
+    dvc_stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
+    assert set(STAGES) == set(dvc_stages)
+    assert STAGES.index("audit") > STAGES.index("evaluate") and "audit" in STAGE_TASKS
+    assert audit_flow.name == "audit" and DEPLOYMENTS["audit-labels"] is audit_flow
