@@ -540,12 +540,15 @@ def browse(
         return
     from ssd.integrations.fiftyone_browse import CONFIDENT_VIEW
 
-    session = launch_app(ds, address=address, port=port, view=CONFIDENT_VIEW)
-    typer.echo(
-        f"FiftyOne App: {app_url(ds, address, port, CONFIDENT_VIEW)}  (Ctrl-C to stop); "
-        f"it opens on predictions with confidence >= {ds.info['confidence_threshold']:.2f}, "
-        "every prediction is in the dataset itself"
-    )
+    # An audit of a split `ssd evaluate` did not score has no F1 threshold: the whole dataset.
+    view = CONFIDENT_VIEW if "confidence_threshold" in ds.info else None
+    session = launch_app(ds, address=address, port=port, view=view)
+    typer.echo(f"FiftyOne App: {app_url(ds, address, port, view)}  (Ctrl-C to stop)")
+    if view is not None:
+        typer.echo(
+            f"it opens on predictions with confidence >= {ds.info['confidence_threshold']:.2f}, "
+            "every prediction is in the dataset itself"
+        )
     try:
         session.wait(-1)
     except KeyboardInterrupt:

@@ -329,7 +329,7 @@ def build_audit_dataset(
 ) -> fo.Dataset:
     """Build or update ``ssd-<data.name>-<split>`` with the audit on it, keeping the review.
 
-    With ``reports_dir`` holding an evaluation of this split (``metrics.json`` and
+    With ``reports_dir`` holding an evaluation of this split (``evaluation.json`` and
     ``errors/``), the dataset is the one ``ssd browse`` builds
     (:func:`ssd.integrations.fiftyone_browse.build_browse_dataset`) plus the audit;
     otherwise it holds the ground truth and the detections the audit used
@@ -360,9 +360,9 @@ def build_audit_dataset(
     name = name or dataset_name(prepared, split)
     review = read_review(fo.load_dataset(name)) if fo.dataset_exists(name) else {}
 
-    metrics_path = Path(reports_dir) / "metrics.json" if reports_dir is not None else None
-    if metrics_path is not None and metrics_path.is_file():
-        evaluated = json.loads(metrics_path.read_text()).get("split") == split
+    evaluation = Path(reports_dir) / "evaluation.json" if reports_dir is not None else None
+    if evaluation is not None and evaluation.is_file():
+        evaluated = json.loads(evaluation.read_text()).get("split") == split
     else:
         evaluated = False
     if evaluated and reports_dir is not None:
