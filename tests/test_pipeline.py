@@ -36,6 +36,7 @@ TINY = {
         "warmup_steps": 1,
     },
     "evaluate": {"sample_images": 2},
+    "tracking": {"register_min": 0.0},  # the 2-step model's mAP is below the default 0.01
 }
 
 
@@ -392,6 +393,7 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
                 "dvc repro train",
                 "dvc repro evaluate",
                 "dvc repro register",
+                "dvc repro audit",
                 "dvc exp save",
                 "summary",
             ]
@@ -400,7 +402,14 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
             (artifact,) = _api(
                 port, "artifacts/filter", {"artifacts": {"key": {"any_": ["ssd-synthetic"]}}}
             )
-            for needle in ("COCO AP", "AP by object size", "TIDE", "Registry", "make browse"):
+            for needle in (
+                "COCO AP",
+                "AP by object size",
+                "TIDE",
+                "Registry",
+                "make browse",
+                "Label audit",
+            ):
                 assert needle in artifact["data"], needle
             # training progress reached the log
             assert "epoch 1:" in (project / "serve.log").read_text()
