@@ -4,8 +4,8 @@ How DVC and Prefect fit together (one source of truth): ``dvc.yaml`` defines the
 their code, inputs and params. Every Prefect task here runs one DVC stage
 (``dvc repro --single-item <stage>``, which runs that stage's ``ssd`` subcommand, the same
 library function as the CLI), so a deployment run is recorded in ``dvc.lock`` exactly like
-a ``dvc repro`` from the shell. ``ssd-pipeline`` runs prepare, train, evaluate and register
-as four tasks in order (their states and logs in the run graph; a failed run retried from
+a ``dvc repro`` from the shell. ``ssd-pipeline`` runs prepare, train, evaluate, register and
+audit as five tasks in order (their states and logs in the run graph; a failed run retried from
 the UI reruns only what DVC finds changed), streams each stage's output (training progress
 included) into the run's log, and ends with a markdown artifact: the headline metrics, AP by
 size, the TIDE errors, the registry decision and where to look next.
@@ -32,10 +32,11 @@ from ssd.integrations.env import configure_offline_defaults
 
 configure_offline_defaults()
 
-STAGES = ("prepare", "train", "evaluate", "register")
+# audit (the label audit) comes last: nothing depends on it, so it never holds up register.
+STAGES = ("prepare", "train", "evaluate", "register", "audit")
 # A retry helps where a stage fails for an outside reason (a tracking server blip, a file
 # system hiccup); a training failure is the code's or the data's and would fail again.
-RETRIES = {"prepare": 1, "train": 0, "evaluate": 1, "register": 2}
+RETRIES = {"prepare": 1, "train": 0, "evaluate": 1, "register": 2, "audit": 1}
 
 
 def _bin(name: str) -> str:
@@ -118,6 +119,22 @@ def _fmt(value: Any) -> str:
     return "n/a" if not isinstance(value, int | float) else f"{value:.3f}"
 
 
+def _audit_lines(reports: Path) -> list[str]:
+    """The label audit's counts for the summary (none when the audit has not run)."""
+    import json
+
+    path = reports / "audit.json"
+    if not path.is_file():
+        return []
+    audit = json.loads(path.read_text())
+    counts = ", ".join(f"{k} {n}" for k, n in audit["counts"].items())
+    return [
+        f"**Label audit** ({audit['split']}): {counts} suspects; review them in "
+        "`ssd browse`, export the fixes with `ssd audit-export`",
+        "",
+    ]
+
+
 @task(name="summary", task_run_name="summary")
 def summary_task(project_dir: str) -> dict[str, Any]:
     """The markdown artifact of the run: headline metrics, AP by size, TIDE errors, the
@@ -150,6 +167,7 @@ def summary_task(project_dir: str) -> dict[str, Any]:
         f"**Registry**: {registry.get('model_uri') or 'not registered'}: "
         f"{registry.get('reason', 'no registry.json')}",
         "",
+        *_audit_lines(reports),
         "**Where to look next**",
         f"- plots: `{cfg.layout.reports}/plots/` (PR, F1, confusion matrix, errors), "
         "`dvc plots show`",
@@ -176,7 +194,7 @@ def ssd_pipeline(
     project_dir: str = ".",
     experiment_name: str | None = None,
 ) -> dict[str, Any]:
-    """prepare -> train -> evaluate -> register, each its DVC stage; ``set_params`` like
+    """prepare -> train -> evaluate -> register -> audit, each its DVC stage; ``set_params`` like
     ``["train.epochs=5"]`` makes the run a DVC experiment (named ``experiment_name``)."""
     if set_params:
         set_params_task(project_dir, list(set_params))
@@ -202,3 +220,4 @@ prepare_flow = _stage_flow("prepare")
 train_flow = _stage_flow("train")
 evaluate_flow = _stage_flow("evaluate")
 register_flow = _stage_flow("register")
+audit_flow = _stage_flow("audit")

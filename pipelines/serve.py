@@ -18,7 +18,14 @@ from typing import Any
 
 from prefect.runner import Runner
 
-from pipelines.flows import evaluate_flow, prepare_flow, register_flow, ssd_pipeline, train_flow
+from pipelines.flows import (
+    audit_flow,
+    evaluate_flow,
+    prepare_flow,
+    register_flow,
+    ssd_pipeline,
+    train_flow,
+)
 
 # Deployment names say what a run of each does.
 DEPLOYMENTS = {
@@ -27,6 +34,7 @@ DEPLOYMENTS = {
     "train-detector": train_flow,
     "evaluate-detector": evaluate_flow,
     "register-model": register_flow,
+    "audit-labels": audit_flow,
 }
 PAUSE_TIMEOUT_S = 15.0
 

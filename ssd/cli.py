@@ -500,13 +500,17 @@ def browse(
     """Browse the evaluation's errors in the FiftyOne App (dataset + saved views).
 
     Builds or updates the persistent dataset ssd-<data.name>-<split> from the prepared split
-    and the reports of `ssd evaluate`, then serves the App until Ctrl-C.
+    and the reports of `ssd evaluate` (and of `ssd audit`, when it audited this split: its
+    suspects, with the review tags kept), then serves the App until Ctrl-C.
     """
     from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
+    from ssd.evaluation.audit_report import audited_split
+    from ssd.evaluation.errors import EvaluationError
     from ssd.integrations.env import configure_offline_defaults
 
     configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
+    from ssd.integrations.fiftyone_audit import build_audit_dataset
     from ssd.integrations.fiftyone_browse import (
         BrowseError,
         app_url,
@@ -519,9 +523,15 @@ def browse(
     split_name = split or cfg.evaluate.split
     if split_name not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}, got '{split_name}'")
+    reports_dir = reports or cfg.layout.reports
     try:
-        ds = build_browse_dataset(cfg.layout.prepared, split_name, reports or cfg.layout.reports)
-    except (BrowseError, DataError) as err:
+        if audited_split(reports_dir) == split_name:  # `ssd audit` ran on this split
+            ds = build_audit_dataset(
+                cfg.layout.prepared, split_name, reports_dir, reports_dir=reports_dir
+            )
+        else:
+            ds = build_browse_dataset(cfg.layout.prepared, split_name, reports_dir)
+    except (BrowseError, DataError, EvaluationError) as err:
         fail(str(err))
         return
     counts = error_type_counts(ds)
@@ -529,17 +539,27 @@ def browse(
         f"dataset {ds.name}: {len(ds)} images; errors "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
+    if "audit" in ds.info:
+        audit_counts = ds.info["audit"]["counts"]
+        typer.echo(
+            "label audit: "
+            + ", ".join(f"{k} {v}" for k, v in audit_counts.items())
+            + " suspects; tag them 'confirmed' or 'dismissed', then `ssd audit-export`"
+        )
     typer.echo("saved views: " + ", ".join(ds.list_saved_views()))
     if no_launch:
         return
     from ssd.integrations.fiftyone_browse import CONFIDENT_VIEW
 
-    session = launch_app(ds, address=address, port=port, view=CONFIDENT_VIEW)
-    typer.echo(
-        f"FiftyOne App: {app_url(ds, address, port, CONFIDENT_VIEW)}  (Ctrl-C to stop); "
-        f"it opens on predictions with confidence >= {ds.info['confidence_threshold']:.2f}, "
-        "every prediction is in the dataset itself"
-    )
+    # An audit of a split `ssd evaluate` did not score has no F1 threshold: the whole dataset.
+    view = CONFIDENT_VIEW if "confidence_threshold" in ds.info else None
+    session = launch_app(ds, address=address, port=port, view=view)
+    typer.echo(f"FiftyOne App: {app_url(ds, address, port, view)}  (Ctrl-C to stop)")
+    if view is not None:
+        typer.echo(
+            f"it opens on predictions with confidence >= {ds.info['confidence_threshold']:.2f}, "
+            "every prediction is in the dataset itself"
+        )
     try:
         session.wait(-1)
     except KeyboardInterrupt:
@@ -549,6 +569,169 @@ def browse(
 
 
 # ---- end of browse command
+
+
+# ---- label audit commands (ssd/evaluation/audit*.py, ssd/integrations/fiftyone_audit.py)
+@app.command()
+def audit(
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="detector to run (default: models/<data.name>/ssd)"),
+    ] = None,
+    detections: Annotated[
+        Path | None,
+        typer.Option(
+            "--detections",
+            help="COCO results JSON [{image_id, category_id, bbox: [x,y,w,h], score}], low "
+            "scores included, to audit with instead of running a model",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="train, val or test (default: audit.split)")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="report folder (default: reports/<data.name>)"),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N (default: audit.device)")
+    ] = None,
+) -> None:
+    """Rank the labels a detector says are probably wrong: missing, wrong class, loose, spurious.
+
+    Writes audit.json, audit.csv, crops of the top suspects and a grid
+    (audit/top_suspects.png). Review them in the App (`ssd browse`), then `ssd audit-export`.
+    """
+    from ssd.data.errors import DataError
+    from ssd.data.prepared import SPLITS
+    from ssd.evaluation.audit_report import audit_from_config, audit_summary
+    from ssd.evaluation.errors import EvaluationError
+
+    if model is not None and detections is not None:
+        fail("give one of --model PATH or --detections FILE, not both")
+    cfg = get_config(params, set_)
+    split_name = split or cfg.audit.split
+    if split_name not in SPLITS:
+        fail(f"--split must be one of {', '.join(SPLITS)}, got '{split_name}'")
+    out_dir = out or cfg.layout.reports
+    try:
+        result = audit_from_config(cfg, model, detections, split_name, out_dir, device)
+    except (EvaluationError, DataError, ConfigError) as err:
+        fail(str(err))
+        return
+    except (ValueError, OSError) as err:  # e.g. a detector that cannot be read
+        fail(f"audit failed: {err}")
+        return
+    typer.echo(audit_summary(result, out_dir))
+    if split_name == "train":
+        typer.secho(
+            "note: a model audits the split it was trained on too kindly (it learnt those "
+            "labels, mistakes included); val or test give a fairer list",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    typer.echo(
+        f"next: ssd browse --split {split_name} (tag suspects 'confirmed' or 'dismissed'), "
+        "then ssd audit-export --out data/raw/<new name>"
+    )
+
+
+@app.command("audit-export")
+def audit_export(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="folder of the corrected copy, e.g. data/raw/<new name> (DVC's place)"
+        ),
+    ],
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="voc, coco or yolo (default: data.source; synthetic: coco)",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="the reviewed split (default: audit.split)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace --out if it exists")
+    ] = False,
+) -> None:
+    """Write the prepared dataset with the suspects tagged 'confirmed' in the App fixed.
+
+    Every split is written (only the reviewed one changes) in VOC, COCO or YOLO layout by
+    FiftyOne's exporters, for `ssd prepare` to read as a new dataset.
+    """
+    from collections import Counter
+
+    from ssd.config import RAW_ROOT
+    from ssd.data.errors import DataError
+    from ssd.data.prepared import SPLITS
+    from ssd.integrations.env import configure_offline_defaults
+
+    configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
+    from ssd.integrations.fiftyone_audit import (
+        EXPORT_FORMATS,
+        confirmed_suspects,
+        export_corrected,
+        load_review_dataset,
+    )
+    from ssd.integrations.fiftyone_browse import BrowseError
+
+    cfg = get_config(params, set_)
+    split_name = split or cfg.audit.split
+    if split_name not in SPLITS:
+        fail(f"--split must be one of {', '.join(SPLITS)}, got '{split_name}'")
+    source = cfg.data.source
+    chosen = fmt or ("coco" if source == "synthetic" else source)
+    if chosen not in EXPORT_FORMATS:
+        fail(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got '{chosen}'")
+    try:
+        confirmed = confirmed_suspects(load_review_dataset(cfg.layout.prepared, split_name))
+    except (BrowseError, DataError) as err:
+        fail(str(err))
+        return
+    if not confirmed:
+        fail(
+            "no suspect is tagged 'confirmed': review the audit in the App first "
+            f"(ssd browse --split {split_name})"
+        )
+    try:
+        written = export_corrected(
+            cfg.layout.prepared, out, chosen, {split_name: confirmed}, overwrite=overwrite
+        )
+    except (DataError, ValueError, OSError) as err:
+        fail(str(err))
+        return
+    kinds = Counter(s.kind for s in confirmed)
+    typer.echo(
+        f"wrote {written} ({chosen}): {len(confirmed)} confirmed fixes in {split_name} ("
+        + ", ".join(f"{k} {n}" for k, n in kinds.items())
+        + "); the list is in audit/fixes.json there"
+    )
+    sets = [f"data.name={written.name}", f"data.source={chosen}"]
+    if chosen == "voc":
+        sets.append("data.names_file=classes.txt")  # keeps the class order
+    if written.resolve().parent == RAW_ROOT.resolve():  # where DVC's prepare stage reads
+        typer.echo(
+            "next, as a new dataset (the old one stays as it is):\n"
+            f"  dvc add {written}\n"
+            f"  set {', '.join(sets)} in params.yaml, then dvc repro\n"
+            "  (without DVC: ssd prepare " + " ".join(f"--set {s}" for s in sets) + ")"
+        )
+    else:
+        typer.echo(
+            f"next: ssd prepare {' '.join(f'--set {s}' for s in sets)} --set data.path={written}"
+            f"\n  (the DVC pipeline reads data/raw/<data.name>: export there to version it)"
+        )
+
+
+# ---- end of label audit commands
 
 
 # ---------------------------------------------------------------- (more subcommands below)

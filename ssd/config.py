@@ -356,6 +356,53 @@ class EvaluateConfig(_Section):
     )
 
 
+class AuditConfig(_Section):
+    """``ssd audit``: rank the labels a detector says are probably wrong (missing, wrong class,
+    loose, spurious; :mod:`ssd.evaluation.audit`); ``ssd audit-export`` writes the confirmed
+    fixes as a new dataset. Needs weak detections: ``postprocess.score_threshold`` must not
+    exceed ``background_score`` (0.01, the default, is right)."""
+
+    split: Literal["train", "val", "test"] = Field(
+        "test",
+        description="split to audit (val or test: a model audits its own train split too kindly)",
+    )
+    min_score: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="detections scoring this or more are confident: only they raise missing, "
+        "wrong_class and loose suspects",
+    )
+    near_iou: float = Field(
+        0.3, ge=0, le=1, description="IoU at which a detection is on a box (spurious, loose)"
+    )
+    match_iou: float = Field(
+        0.5, ge=0, le=1, description="IoU at which a detection covers a box (wrong_class, missing)"
+    )
+    loose_iou: float = Field(
+        0.7, ge=0, le=1, description="a box its confident same-class detection overlaps less: loose"
+    )
+    background_score: float = Field(
+        0.1, ge=0, le=1, description="a box with no detection scoring this or more near: spurious"
+    )
+    dedupe_iou: float = Field(
+        0.5, ge=0, le=1, description="missing-label suspects overlapping more are one object"
+    )
+    thumbnails_per_kind: int = Field(50, ge=0, description="crops written per kind, best first")
+    grid_per_kind: int = Field(8, ge=1, description="suspects per row of audit/top_suspects.png")
+    batch_size: int = Field(8, ge=1, description="images per inference batch")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+
+    @model_validator(mode="after")
+    def _ordered_ious(self) -> AuditConfig:
+        if not self.near_iou <= self.match_iou <= self.loose_iou:
+            raise ValueError(
+                "audit needs near_iou <= match_iou <= loose_iou, got "
+                f"{self.near_iou}, {self.match_iou}, {self.loose_iou}"
+            )
+        return self
+
+
 class TrackingConfig(_Section):
     """MLflow tracking and registry (used by the CLI and flows, never by the library)."""
 
@@ -391,6 +438,7 @@ class Config(_Section):
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     def model_post_init(self, context: Any, /) -> None:
         self._set_paths("")
@@ -409,7 +457,7 @@ class Layout:
 
     ``data/prepared/<name>/`` (prepare), ``models/<name>/`` (train: ``ssd/``, ``best/``,
     ``checkpoints/``, ``metrics.jsonl``), ``reports/<name>/`` (evaluate, register,
-    suggest-priors). Each property reads only the keys it needs.
+    suggest-priors, audit). Each property reads only the keys it needs.
     """
 
     def __init__(self, cfg: Config) -> None:
@@ -446,6 +494,11 @@ class Layout:
     @property
     def registry(self) -> Path:
         return self.reports / "registry.json"
+
+    @property
+    def audit(self) -> Path:
+        """``audit.json`` of ``ssd audit`` (next to it ``audit.csv`` and ``audit/``)."""
+        return self.reports / "audit.json"
 
 
 # Keys that moved when each stage got its own section: old key -> new key (None: removed).

@@ -34,6 +34,10 @@ def main() -> None:
     if registry.is_file():
         r = json.loads(registry.read_text())
         print(f"  registry: {r['model_uri']} - {r['reason']}")
+    if cfg.layout.audit.is_file():
+        audit = json.loads(cfg.layout.audit.read_text())
+        counts = ", ".join(f"{k} {n}" for k, n in audit["counts"].items())
+        print(f"  label audit of {audit['split']}: {counts} ({reports / 'audit'})")
     print(
         f"  metrics {reports / 'metrics.json'}, plots {reports / 'plots'}, "
         f"error labels {reports / 'errors'}, detector {cfg.layout.detector}"

@@ -25,7 +25,13 @@ from stage_keys import leaf_keys
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from data_builders import coco_boxes, coco_images, good_voc, make_coco, make_yolo
 
-STAGES = {"prepare": "prepare", "train": "train", "evaluate": "evaluate", "register": "register"}
+STAGES = {
+    "prepare": "prepare",
+    "train": "train",
+    "evaluate": "evaluate",
+    "register": "register",
+    "audit": "audit",
+}
 
 
 def dvc_stages() -> dict[str, Any]:
@@ -81,7 +87,8 @@ TINY = {
     "model": {"input_size": 128},
     "train": {"epochs": 1, "max_steps": 2, "batch_size": 2, "num_workers": 0, "eval_every": 0},
     "evaluate": {"sample_images": 1},
-    "tracking": {"register_min": 0.0},  # an untrained tiny model still registers
+    "audit": {"thumbnails_per_kind": 2, "grid_per_kind": 2},
+    "tracking": {"register_min": 0.0},  # the 2-step model's mAP is below the default 0.01
 }
 
 
@@ -120,6 +127,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         "train": [["tracking.enabled=true"]],
         "evaluate": [[]],
         "register": [[]],
+        "audit": [[]],
     }
     out: dict[str, set[str]] = {}
     for stage, variants in runs.items():

@@ -36,7 +36,7 @@ TINY = {
         "warmup_steps": 1,
     },
     "evaluate": {"sample_images": 2},
-    "tracking": {"register_min": 0.0},  # an untrained tiny model still registers
+    "tracking": {"register_min": 0.0},  # the 2-step model's mAP is below the default 0.01
 }
 
 
@@ -118,6 +118,8 @@ def test_dvc_repro_runs_every_stage_and_registers_a_champion(
     registry = json.loads((project / "reports" / "synthetic" / "registry.json").read_text())
     assert registry["model_name"] == "ssd-synthetic" and registry["version"] == 1
     assert registry["champion"] is True
+    audit = json.loads((project / "reports" / "synthetic" / "audit.json").read_text())
+    assert audit["split"] == "test" and audit["postprocess"]["score_threshold"] == 0.01
     assert (project / "dvc.lock").is_file()
     show = run([str(BIN / "dvc"), "metrics", "show"], project)
     assert "reports/synthetic/metrics.json" in show
@@ -236,18 +238,20 @@ def test_dvc_plots_page_renders_offline_in_a_real_browser(
     assert not [u for u in asked if not u.startswith(("file:", "data:", "about:"))], asked
 
 
-ALL = {"prepare", "train", "evaluate", "register"}
+ALL = {"prepare", "train", "evaluate", "register", "audit"}
 CHANGES = [  # (a params.yaml key or a code file, the stages that read it)
     ("data.seed", 1, {"prepare"}),
     ("model.fine_map", False, {"train"}),
     ("train.lr", 0.03, {"train"}),
-    ("postprocess.nms_threshold", 0.3, {"evaluate", "register"}),
+    ("postprocess.nms_threshold", 0.3, {"evaluate", "register", "audit"}),
     ("evaluate.sample_images", 1, {"evaluate"}),
     ("tracking.champion_metric", "map50", {"register"}),
-    ("ssd/fusion.py", None, {"train", "evaluate", "register"}),  # validation runs it too
+    ("ssd/fusion.py", None, {"train", "evaluate", "register", "audit"}),  # validation too
     ("ssd/evaluation/tide.py", None, {"evaluate", "register"}),
     ("ssd/data/sources/voc.py", None, {"prepare", "register"}),
     ("ssd/integrations/fiftyone_browse.py", None, {"register"}),  # the model's code copy
+    ("audit.min_score", 0.6, {"audit"}),
+    ("ssd/evaluation/audit.py", None, {"audit", "register"}),
 ]
 
 
@@ -389,6 +393,7 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
                 "dvc repro train",
                 "dvc repro evaluate",
                 "dvc repro register",
+                "dvc repro audit",
                 "dvc exp save",
                 "summary",
             ]
@@ -397,7 +402,14 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
             (artifact,) = _api(
                 port, "artifacts/filter", {"artifacts": {"key": {"any_": ["ssd-synthetic"]}}}
             )
-            for needle in ("COCO AP", "AP by object size", "TIDE", "Registry", "make browse"):
+            for needle in (
+                "COCO AP",
+                "AP by object size",
+                "TIDE",
+                "Registry",
+                "make browse",
+                "Label audit",
+            ):
                 assert needle in artifact["data"], needle
             # training progress reached the log
             assert "epoch 1:" in (project / "serve.log").read_text()

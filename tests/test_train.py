@@ -371,8 +371,13 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
         metrics = tmp / "metrics.json"
         metrics.write_text(json.dumps({"map": value, "map50": value}))
         return register(
-            model_dir, metrics, split, tmp / "registry.json",
-            tracking_uri=uri, model_name="ssd-tiny", policy=policy,
+            model_dir,
+            metrics,
+            split,
+            tmp / "registry.json",
+            tracking_uri=uri,
+            model_name="ssd-tiny",
+            policy=policy,
         )
 
     below = reg(0.005)

@@ -2,8 +2,10 @@
 default-box coverage, plots and per-object error labels.
 
 Entry points: :func:`ssd.evaluation.run.evaluate_detections` (a COCO results list against a
-split), :func:`ssd.evaluation.run.evaluate_model` (run a checkpoint first) and
-:func:`ssd.evaluation.suggest.suggest_priors` (default boxes fitted to the training boxes).
+split), :func:`ssd.evaluation.run.evaluate_model` (run a checkpoint first),
+:func:`ssd.evaluation.suggest.suggest_priors` (default boxes fitted to the training boxes)
+and :func:`ssd.evaluation.audit_report.run_audit` / ``audit_model`` (the label audit: the
+labels a detector says are probably wrong, :mod:`ssd.evaluation.audit`).
 No MLOps tool is imported here.
 """
 
