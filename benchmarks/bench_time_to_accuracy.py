@@ -1,0 +1,253 @@
+"""Time to accuracy: test-split mAP@0.5 and COCO AP against training seconds, ours against
+torchvision's ``ssdlite320_mobilenet_v3_large`` trained in the same run.
+
+Ours is ``ssd train`` itself (:func:`ssd.train.train`) with the params file's settings.
+At the end of every epoch, timed apart from training, the weights are evaluated on the
+test split with the project's COCO evaluation (the paper's post-processing, as
+validation uses). The reference is torchvision's SSDLite, from scratch like ours when
+no ImageNet weights are on the machine (no download ever), fed the same augmented
+batches (``ssd.train.make_loader``, same input size, batch size and number of epochs),
+with torchvision's own recipe for it (``references/detection``: SGD momentum 0.9, lr 0.15
+for a batch of 192 scaled linearly to ours, weight decay 4e-5, linear warm-up over the
+first epoch, cosine decay), and evaluated the same way at the end of every epoch.
+
+Writes ``reports/bench/time_to_accuracy-<data.name>.json`` and a PNG with both curves
+(mAP@0.5 against training minutes); prints both curves and the ratio of the times each
+model needed to reach the accuracy the slower one reached.
+
+    python benchmarks/bench_time_to_accuracy.py                     # synthetic, params.yaml
+    python benchmarks/bench_time_to_accuracy.py --params configs/bccd.yaml
+    python benchmarks/bench_time_to_accuracy.py --set train.epochs=4 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from machine import machine, write_report
+from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+import ssd.train as ssd_train
+from ssd.config import load_config
+from ssd.data.prepare import prepare_dataset
+from ssd.data.prepared import PreparedSplit
+from ssd.distributed import DistEnv
+from ssd.evaluation.coco import coco_evaluate
+from ssd.evaluation.predict import predict_split
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def score(detector: Any, split: PreparedSplit, batch_size: int) -> dict[str, float]:
+    results, _ = predict_split(detector, split, batch_size, progress=False)
+    stats = coco_evaluate(split.dataset, results).stats
+    return {"map50": float(stats.get("map50") or 0.0), "map": float(stats.get("map") or 0.0)}
+
+
+def train_ours(cfg: Any, test: PreparedSplit) -> list[dict[str, float]]:
+    """``ssd train`` with the test split scored at each epoch end (timed apart)."""
+    curve: list[dict[str, float]] = []
+    clock = {"start": 0.0, "eval": 0.0}
+    original = ssd_train.validate
+
+    def validate(model: Any, split: PreparedSplit, batch_size: int, progress: bool = False):
+        t0 = time.perf_counter()
+        out = original(model, split, batch_size, progress)
+        from ssd.inference import Detector
+
+        was = model.training
+        detector = Detector(model, test.class_names, None, str(next(model.parameters()).device))
+        point = score(detector, test, batch_size)
+        model.train(was)
+        seconds = t0 - clock["start"] - clock["eval"]
+        curve.append({"seconds": seconds, **point})
+        print(f"  ours  {seconds / 60:6.2f} min  test mAP@0.5 {point['map50']:.3f}", flush=True)
+        clock["eval"] += time.perf_counter() - t0
+        return out
+
+    ssd_train.validate = validate  # finish_epoch looks it up in the module
+    try:
+        clock["start"] = time.perf_counter()
+        ssd_train.train(cfg, progress=False)
+    finally:
+        ssd_train.validate = original
+    return curve
+
+
+class TorchvisionDetector:
+    """``predict`` as :class:`ssd.inference.Detector` has it, for ``predict_split``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def predict(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        was = self.model.training
+        self.model.eval()
+        out = self.model([i.float() / 255 for i in images])
+        self.model.train(was)
+        return [{k: v.cpu() for k, v in o.items()} for o in out]
+
+
+def train_torchvision(cfg: Any, test: PreparedSplit) -> list[dict[str, float]]:
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    data = ssd_train.load_data(cfg.layout.prepared, cfg.data.name, t, cfg.model, DistEnv())
+    size = cfg.model.resolved_input_size
+    model = ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=len(data.class_names) + 1
+    )
+    model.transform.min_size, model.transform.max_size = (size,), size
+    model.transform.fixed_size = (size, size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr = 0.15 * t.batch_size / 192  # torchvision's recipe: lr 0.15 for 8 GPUs x 24 images
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=4e-5)
+    steps = data.steps_per_epoch * t.epochs
+    warmup = min(1000, data.steps_per_epoch - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.001 + (1 - 0.001) * step / warmup
+        return 0.5 * (1 + math.cos(math.pi * step / steps))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    detector = TorchvisionDetector(model)
+    curve: list[dict[str, float]] = []
+    seconds = 0.0
+    for epoch in range(t.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for images, targets in ssd_train.make_loader(data.train, t, epoch, DistEnv(), 0, False):
+            losses = model(
+                list(images),
+                [
+                    {"boxes": tg["boxes"].as_subclass(torch.Tensor), "labels": tg["labels"]}
+                    for tg in targets
+                ],
+            )
+            loss = sum(losses.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[union-attr]
+            opt.step()
+            sched.step()
+        seconds += time.perf_counter() - t0
+        with torch.inference_mode():
+            point = score(detector, test, t.batch_size)
+        curve.append({"seconds": seconds, **point})
+        print(f"  tv    {seconds / 60:6.2f} min  test mAP@0.5 {point['map50']:.3f}", flush=True)
+    return curve
+
+
+def time_to(curve: list[dict[str, float]], target: float) -> float | None:
+    return next((p["seconds"] for p in curve if p["map50"] >= target), None)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, label in (("ours", result["ours_label"]), ("torchvision", result["tv_label"])):
+        pts = result[name]
+        ax.plot([p["seconds"] / 60 for p in pts], [p["map50"] for p in pts], "o-", label=label)
+    ax.set_xlabel("training minutes (evaluation not counted)")
+    ax.set_ylabel("test mAP@0.5 (COCO, IoU 0.5)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"time to accuracy on '{result['dataset']}' ({result['machine_cores']} cores)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", default=str(REPO / "params.yaml"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--only", choices=["ours", "torchvision"], default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = [
+            *args.set,
+            f"train.out_dir={tmp}",
+            "train.eval_every=1",
+            "tracking.enabled=false",
+        ]
+        cfg = load_config(args.params, sets)
+        if not (cfg.layout.prepared / "test.json").is_file():
+            print(f"preparing '{cfg.data.name}' into {cfg.layout.prepared}", flush=True)
+            prepare_dataset(cfg.data)
+        test = PreparedSplit.load(cfg.layout.prepared, "test")
+        t = cfg.train
+        print(
+            f"'{cfg.data.name}': {cfg.model.backbone} at {cfg.model.resolved_input_size}, "
+            f"{t.epochs} epochs of batch {t.batch_size}, {torch.get_num_threads()} threads, "
+            f"{t.num_workers} loader workers; test split {len(test.images)} images",
+            flush=True,
+        )
+        ours = [] if args.only == "torchvision" else train_ours(cfg, test)
+        tv = [] if args.only == "ours" else train_torchvision(cfg, test)
+    result: dict[str, Any] = {
+        "dataset": cfg.data.name,
+        "params": str(args.params),
+        "overrides": args.set,
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "threads": torch.get_num_threads(),
+        "ours_label": f"ours ({cfg.model.backbone} SSD{cfg.model.resolved_input_size})",
+        "tv_label": "torchvision ssdlite320_mobilenet_v3_large",
+        "ours": ours,
+        "torchvision": tv,
+    }
+    if ours and tv:
+        reached = min(
+            ours[-1]["map50"],
+            tv[-1]["map50"],
+            max(p["map50"] for p in ours),
+            max(p["map50"] for p in tv),
+        )
+        a, b = time_to(ours, reached), time_to(tv, reached)
+        result["common_map50"] = reached
+        result["seconds_to_common"] = {"ours": a, "torchvision": b}
+        if a and b:
+            result["speedup_to_common"] = b / a
+    ratio = {
+        k: result[k]
+        for k in ("common_map50", "seconds_to_common", "speedup_to_common")
+        if k in result
+    }
+    out = write_report("time_to_accuracy-" + cfg.data.name, result, ratio)
+    result["machine_cores"] = machine()["cpu_count"]
+    png = Path(out).with_suffix(".png")
+    plot(result, png)
+    print("\nfinal test mAP@0.5 / COCO AP:")
+    for name in ("ours", "torchvision"):
+        if result[name]:
+            last = result[name][-1]
+            print(
+                f"  {name:12s} {last['map50']:.3f} / {last['map']:.3f} after "
+                f"{last['seconds'] / 60:.1f} min"
+            )
+    if "speedup_to_common" in result:
+        print(
+            f"time to mAP@0.5 {result['common_map50']:.3f}: ours "
+            f"{result['seconds_to_common']['ours'] / 60:.1f} min, torchvision "
+            f"{result['seconds_to_common']['torchvision'] / 60:.1f} min "
+            f"(ratio {result['speedup_to_common']:.2f}, > 1: ours faster)"
+        )
+    print(f"wrote {out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
