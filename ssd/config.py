@@ -290,6 +290,12 @@ class TrainConfig(_Section):
     )
     seed: int = Field(0, description="seeds init, data order and augmentation")
     num_workers: int = Field(2, ge=0, description="data loader processes")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="intra-op CPU threads of each training process; null = the CPU cores "
+        "left after the loader workers (at least 1), shared among torchrun's processes",
+    )
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     amp: Literal["auto", "bf16", "fp16", "off"] = Field(
         "auto", description="mixed precision on CUDA (auto: bf16 if supported, else fp16); CPU: off"
@@ -407,6 +413,11 @@ class TrackingConfig(_Section):
     """MLflow tracking and registry (used by the CLI and flows, never by the library)."""
 
     enabled: bool = Field(True, description="log runs to MLflow")
+    dvclive: bool = Field(
+        True,
+        description="training curves through dvclive into models/<name>/live (dvc plots, "
+        "dvc exp show)",
+    )
     tracking_uri: str = Field(
         "sqlite:///mlflow.db",
         description="MLflow tracking URI; a relative sqlite path is in the project folder; "

@@ -34,6 +34,7 @@ TINY = {
         "num_workers": 0,
         "eval_every": 0,
         "warmup_steps": 1,
+        "log_every": 1,  # a point per step on the training curves
     },
     "evaluate": {"sample_images": 2},
     "tracking": {"register_min": 0.0},  # the 2-step model's mAP is below the default 0.01
@@ -227,13 +228,20 @@ def test_dvc_plots_page_renders_offline_in_a_real_browser(
         page = browser.new_context(offline=True).new_page()
         page.on("request", lambda r: asked.append(r.url))
         page.goto((out / "index.html").as_uri())
-        page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=30_000)
+        page.wait_for_function(  # every chart drawn (an empty one has a 0 x 0 canvas)
+            """() => { const c = [...document.querySelectorAll('.vega-embed canvas')];
+                       return c.length >= 5 && c.every(e => e.width > 0 && e.height > 0); }""",
+            timeout=30_000,
+        )
         charts = page.locator(".vega-embed").count()
         drawn = page.locator(".vega-embed canvas, .vega-embed svg").count()
-        titles = (out / "index.html").read_text().count("F1 against the confidence threshold")
+        html = (out / "index.html").read_text()
+        titles = html.count("F1 against the confidence threshold")
+        curves = html.count("Training loss") and html.count("Learning rate")
         images = page.locator("img").count()
         browser.close()
-    assert charts >= 3 and drawn >= 3 and titles >= 1  # PR, F1, confusion drawn by Vega
+    assert charts >= 5 and drawn >= 5 and titles >= 1  # PR, F1, confusion drawn by Vega
+    assert curves  # and dvclive's training curves
     assert images >= 4  # and the evaluation's PNG plots
     assert not [u for u in asked if not u.startswith(("file:", "data:", "about:"))], asked
 

@@ -346,6 +346,34 @@ def test_mlflow_run_has_params_metrics_provenance_dataset_and_a_loadable_model(
     assert set(table["label"]) <= set(json.loads((tiny_data / "classes.json").read_text()))
 
 
+def test_dvclive_writes_the_curves_and_summary_dvc_yaml_declares(tracked_run: dict) -> None:
+    """Loss parts, learning rate and images/s per logged step, epoch averages per epoch,
+    under models/<name>/live where dvc.yaml's plots and metrics point."""
+    live = tracked_run["model_dir"].parent / "live"
+    summary = json.loads((live / "metrics.json").read_text())
+    assert {"train_loss", "train_loc", "train_conf", "lr", "epoch_loss"} <= set(summary)
+    assert summary["train_seconds"] > 0
+    rows = (live / "plots" / "metrics" / "train_loss.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["step", "train_loss"]
+    assert [int(r.split("\t")[0]) for r in rows[1:]] == [1, 2]  # train.log_every=1, 2 steps
+    assert not (live / "plots" / "metrics" / "train_seconds.tsv").exists()  # a summary only
+    dvc_yaml = (Path(__file__).parents[1] / "dvc.yaml").read_text()
+    assert "${train.out_dir}/${data.name}/live/plots/metrics/train_loss.tsv: train_loss" in dvc_yaml
+
+
+def test_threads_fit_the_cores_the_loader_workers_leave(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssd.config import TrainConfig
+    from ssd.train import fit_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(2)))
+    assert fit_threads(TrainConfig(num_workers=2)) == 1  # never 0
+    assert fit_threads(TrainConfig(num_workers=0)) == 2
+    assert fit_threads(TrainConfig(num_workers=2, num_threads=3)) == 3  # as configured
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc-per-node 4
+    assert fit_threads(TrainConfig(num_workers=2)) == 2
+
+
 def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_improvement(
     tiny_data: Path, tracked_run: dict
 ) -> None:
@@ -366,6 +394,10 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
     train_id = json.loads((model_dir / "mlflow_run.json").read_text())["run_id"]
     split = PreparedSplit.load(tiny_data, "test")
     policy = Policy(metric="map", min_delta=0.001, register_min=0.01)
+
+    (tmp / "plots").mkdir(exist_ok=True)
+    (tmp / "plots" / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp / "evaluation.json").write_text('{"split": "test"}')
 
     def reg(value: float) -> dict:
         metrics = tmp / "metrics.json"
@@ -400,6 +432,8 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
         [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{train_id}'"
     )
     assert len(children) == 3 and {c.info.run_name for c in children} == {"register-tiny"}
+    logged = {a.path for a in client.list_artifacts(children[0].info.run_id, "evaluation")}
+    assert logged == {"evaluation/evaluation.json", "evaluation/plots"}
 
     image = tiny_data / json.loads((tiny_data / "test.json").read_text())["images"][0]["file_name"]
     with warnings.catch_warnings(record=True) as caught:

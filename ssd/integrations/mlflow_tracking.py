@@ -72,7 +72,7 @@ class MlflowTracker:
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": local
             warnings.simplefilter("ignore")
             source = resolve_dataset_source(str(prepared_dir.resolve()))
-        self.mlflow.log_input(MetaDataset(source, name=name, digest=digest), context=context)
+        self.mlflow.log_input(MetaDataset(source, name=name, digest=digest), context=context)  # type: ignore[abstract]
 
 
 def start_mlflow_run(
@@ -122,10 +122,12 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
     from ssd.data.prepared import PreparedSplit
     from ssd.integrations.mlflow_model import log_detector_model
     from ssd.provenance import describe_run
+    from ssd.tracking import fan_out
     from ssd.train import StopSignals, TrainingStopped, train
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
     tracker = None
+    live = _start_dvclive(cfg, resume) if cfg.tracking.dvclive and rank0 else None
     with StopSignals(deferred=False):  # train() defers them to a step boundary
         if cfg.tracking.enabled and rank0:
             tags = {"dataset": cfg.data.name, "stage": "train"}
@@ -142,7 +144,8 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
                 except Exception as err:  # tracking must not fail a training
                     log.warning("could not log the dataset input: %s", err)
         try:
-            result = train(cfg, tracker, resume=resume, progress=progress)
+            trackers = [t for t in (tracker, live) if t is not None]
+            result = train(cfg, fan_out(trackers) if trackers else None, resume, progress)
             run_file = result.model_dir / RUN_FILE
             run_file.unlink(missing_ok=True)  # never a previous training's run
             if tracker is not None:
@@ -154,10 +157,25 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
                 except (DataError, Exception) as err:  # tracking must not fail a training
                     log.warning("could not log the MLflow model: %s", err)
         except BaseException as err:
+            if live is not None:
+                live.end()
             if tracker is not None:
                 stopped = isinstance(err, TrainingStopped | KeyboardInterrupt)
                 tracker.end("KILLED" if stopped else "FAILED")
             raise
+    if live is not None:
+        live.end()
     if tracker is not None:
         tracker.end()
     return result
+
+
+def _start_dvclive(cfg: Any, resume: bool) -> Any:
+    """The dvclive tracker into ``models/<name>/live``, or None (warned) without dvclive."""
+    try:
+        from ssd.integrations.dvclive_tracking import DvcLiveTracker
+
+        return DvcLiveTracker(cfg.layout.models / "live", resume=resume)
+    except Exception as err:  # dvclive missing or failing: training goes on
+        log.warning("dvclive unavailable (%s); training curves stay in metrics.jsonl", err)
+        return None

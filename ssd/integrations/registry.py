@@ -156,7 +156,16 @@ def register(
         raise RegistryError(str(err)) from None
     try:
         _register_in_mlflow(
-            model_dir, metrics, split, uri, experiment, model_name, policy, postprocess, result
+            model_dir,
+            metrics_path,
+            metrics,
+            split,
+            uri,
+            experiment,
+            model_name,
+            policy,
+            postprocess,
+            result,
         )
     except RegistryError:
         raise
@@ -172,6 +181,7 @@ def register(
 
 def _register_in_mlflow(
     model_dir: Path,
+    metrics_path: Path,
     metrics: dict[str, Any],
     split: PreparedSplit,
     uri: str,
@@ -225,6 +235,7 @@ def _register_in_mlflow(
             model_uri = log_detector_model(model_dir, split.example_image(), postprocess)
         mlflow.log_metrics(_flat_numeric(metrics))
         mlflow.log_dict({"decision": reason, "champion": promote}, "registry.json")
+        _log_evaluation(metrics_path)
         version = mlflow.register_model(
             model_uri,
             model_name,
@@ -249,6 +260,19 @@ def _register_in_mlflow(
             "training_run_id": train_id,
         }
     )
+
+
+def _log_evaluation(metrics_path: Path) -> None:
+    """The evaluation behind the decision, on the register run: ``evaluation.json`` and
+    the plots beside ``metrics.json`` (PR curves, F1 curve, confusion matrix, TIDE, ...)."""
+    import mlflow
+
+    detail = metrics_path.with_name("evaluation.json")
+    if detail.is_file():
+        mlflow.log_artifact(str(detail), "evaluation")
+    plots = metrics_path.with_name("plots")
+    if plots.is_dir():
+        mlflow.log_artifacts(str(plots), "evaluation/plots")
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
