@@ -183,6 +183,8 @@ def main() -> None:
             f"train.out_dir={tmp}",
             "train.eval_every=1",
             "tracking.enabled=false",
+            "tracking.dvclive=false",
+            *([f"train.num_threads={args.threads}"] if args.threads else []),
         ]
         cfg = load_config(args.params, sets)
         if not (cfg.layout.prepared / "test.json").is_file():

@@ -361,17 +361,33 @@ def test_dvclive_writes_the_curves_and_summary_dvc_yaml_declares(tracked_run: di
     assert "${train.out_dir}/${data.name}/live/plots/metrics/train_loss.tsv: train_loss" in dvc_yaml
 
 
-def test_threads_fit_the_cores_the_loader_workers_leave(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssd.train as ssd_train
     from ssd.config import TrainConfig
-    from ssd.train import fit_threads
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(2)))
-    assert fit_threads(TrainConfig(num_workers=2)) == 1  # never 0
-    assert fit_threads(TrainConfig(num_workers=0)) == 2
-    assert fit_threads(TrainConfig(num_workers=2, num_threads=3)) == 3  # as configured
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)))
+    def machine(cores: int, idle: float | None) -> None:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cores)))
+        monkeypatch.setattr(ssd_train, "idle_cores", lambda: idle)
+
+    machine(2, 1.97)
+    assert ssd_train.fit_threads(TrainConfig()) == 2  # a quiet machine: every core
+    machine(2, 0.9)
+    assert ssd_train.fit_threads(TrainConfig()) == 1  # another process holds a core
+    machine(2, 0.1)
+    assert ssd_train.fit_threads(TrainConfig()) == 1  # never 0
+    machine(2, None)
+    assert ssd_train.fit_threads(TrainConfig()) == 2  # /proc/stat unreadable: every core
+    assert ssd_train.fit_threads(TrainConfig(num_threads=3)) == 3  # as configured
+    machine(16, 15.8)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc-per-node 4
-    assert fit_threads(TrainConfig(num_workers=2)) == 2
+    assert ssd_train.fit_threads(TrainConfig()) == 4
+
+
+def test_idle_cores_reads_the_machine() -> None:
+    from ssd.train import idle_cores
+
+    idle = idle_cores(0.2)
+    assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-6
 
 
 def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_improvement(
