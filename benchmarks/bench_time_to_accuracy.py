@@ -23,6 +23,7 @@ model needed to reach the accuracy the slower one reached.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -94,7 +95,7 @@ class TorchvisionDetector:
         return [{k: v.cpu() for k, v in o.items()} for o in out]
 
 
-def train_torchvision(cfg: Any, test: PreparedSplit) -> list[dict[str, float]]:
+def train_torchvision(cfg: Any, test: PreparedSplit, recipe: str) -> list[dict[str, float]]:
     t = cfg.train
     torch.manual_seed(t.seed)
     data = ssd_train.load_data(cfg.layout.prepared, cfg.data.name, t, cfg.model, DistEnv())
@@ -105,10 +106,13 @@ def train_torchvision(cfg: Any, test: PreparedSplit) -> list[dict[str, float]]:
     model.transform.min_size, model.transform.max_size = (size,), size
     model.transform.fixed_size = (size, size)
     params = [p for p in model.parameters() if p.requires_grad]
-    lr = 0.15 * t.batch_size / 192  # torchvision's recipe: lr 0.15 for 8 GPUs x 24 images
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=4e-5)
     steps = data.steps_per_epoch * t.epochs
-    warmup = min(1000, data.steps_per_epoch - 1)
+    if recipe == "torchvision":  # references/detection: lr 0.15 for 8 GPUs x 24 images
+        lr, momentum, decay = 0.15 * t.batch_size / 192, 0.9, 4e-5
+        warmup = min(1000, data.steps_per_epoch - 1)
+    else:  # the params file's: what ssd train uses for ours
+        lr, momentum, decay, warmup = t.lr, t.momentum, t.weight_decay, t.warmup_steps
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -147,22 +151,24 @@ def time_to(curve: list[dict[str, float]], target: float) -> float | None:
     return next((p["seconds"] for p in curve if p["map50"] >= target), None)
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], path: Path, extra: list[dict[str, Any]] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, label in (("ours", result["ours_label"]), ("torchvision", result["tv_label"])):
-        pts = result[name]
-        ax.plot([p["seconds"] / 60 for p in pts], [p["map50"] for p in pts], "o-", label=label)
+    curves = [(result["ours"], result["ours_label"]), (result["torchvision"], result["tv_label"])]
+    curves += [(r["figures"]["torchvision"], r["figures"]["tv_label"]) for r in extra]
+    for pts, label in curves:
+        if pts:
+            ax.plot([p["seconds"] / 60 for p in pts], [p["map50"] for p in pts], "o-", label=label)
     ax.set_xlabel("training minutes (evaluation not counted)")
     ax.set_ylabel("test mAP@0.5 (COCO, IoU 0.5)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(f"time to accuracy on '{result['dataset']}' ({result['machine_cores']} cores)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -174,7 +180,29 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--only", choices=["ours", "torchvision"], default=None)
+    ap.add_argument(
+        "--plot-with",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="also draw the torchvision curve of an earlier report (another --tv-recipe)",
+    )
+    ap.add_argument(
+        "--tv-recipe",
+        choices=["torchvision", "ours"],
+        default="torchvision",
+        help="torchvision's reference recipe scaled to the batch, or the params file's "
+        "lr / momentum / weight decay / warm-up",
+    )
+    ap.add_argument("--replot", metavar="JSON", help="redraw a report's PNG; train nothing")
     args = ap.parse_args()
+    extra = [json.loads(Path(f).read_text()) for f in args.plot_with]
+    if args.replot:
+        report = json.loads(Path(args.replot).read_text())
+        figures = report["figures"] | {"machine_cores": report["machine"]["cpu_count"]}
+        plot(figures, Path(args.replot).with_suffix(".png"), extra)
+        print(f"wrote {Path(args.replot).with_suffix('.png')}")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,7 +227,7 @@ def main() -> None:
             flush=True,
         )
         ours = [] if args.only == "torchvision" else train_ours(cfg, test)
-        tv = [] if args.only == "ours" else train_torchvision(cfg, test)
+        tv = [] if args.only == "ours" else train_torchvision(cfg, test, args.tv_recipe)
     result: dict[str, Any] = {
         "dataset": cfg.data.name,
         "params": str(args.params),
@@ -208,7 +236,8 @@ def main() -> None:
         "batch_size": t.batch_size,
         "threads": torch.get_num_threads(),
         "ours_label": f"ours ({cfg.model.backbone} SSD{cfg.model.resolved_input_size})",
-        "tv_label": "torchvision ssdlite320_mobilenet_v3_large",
+        "tv_label": f"torchvision ssdlite320_mobilenet_v3_large ({args.tv_recipe} recipe)",
+        "tv_recipe": args.tv_recipe,
         "ours": ours,
         "torchvision": tv,
     }
@@ -229,10 +258,13 @@ def main() -> None:
         for k in ("common_map50", "seconds_to_common", "speedup_to_common")
         if k in result
     }
-    out = write_report("time_to_accuracy-" + cfg.data.name, result, ratio)
+    name = f"time_to_accuracy-{cfg.data.name}" + ("" if args.only is None else f"-{args.only}")
+    if args.only == "torchvision" and args.tv_recipe != "torchvision":
+        name += f"-{args.tv_recipe}-recipe"
+    out = write_report(name, result, ratio)
     result["machine_cores"] = machine()["cpu_count"]
     png = Path(out).with_suffix(".png")
-    plot(result, png)
+    plot(result, png, extra)
     print("\nfinal test mAP@0.5 / COCO AP:")
     for name in ("ours", "torchvision"):
         if result[name]:
