@@ -69,16 +69,14 @@ def train_step_throughput(
 ) -> dict[str, Any]:
     """Images/s of forward + loss + backward + SGD step of the light (default) model."""
     try:
-        from ssd.builder import build_model
-        from ssd.loss import MultiBoxLoss
+        from ssd.builder import build_loss, build_model
+        from ssd.config import TrainConfig
     except ImportError as err:  # the model code is not there yet
         return {"skipped": f"model not available: {err}"}
     cfg = ModelConfig()
     model = build_model(cfg, num_classes=dataset.num_classes, pretrained=False).to(device)
     size = cfg.resolved_input_size
-    criterion = MultiBoxLoss(
-        model.priors, (size, size), cfg.iou_threshold, cfg.neg_pos_ratio, cfg.alpha, cfg.variances
-    ).to(device)
+    criterion = build_loss(model, TrainConfig()).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     images, targets = collate_detections([dataset[i] for i in range(batch_size)])
     images = images.to(device)

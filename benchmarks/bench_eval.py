@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.coco import STAT_NAMES, coco_evaluate
 from ssd.evaluation.run import evaluate_detections
 from ssd.evaluation.tide import tide_evaluate
@@ -133,7 +134,8 @@ def model_run(num_images: int, out: Path) -> dict[str, Any]:
     model = build_model(cfg, num_classes=3).eval()
     ckpt = save_detector(out / "det", model, cfg, [c["name"] for c in dataset["categories"]])
     t0 = time.perf_counter()
-    metrics = evaluate_model(ckpt, root, "test", out / "reports", batch_size=8, device="cpu")
+    split = PreparedSplit.load(root, "test")
+    metrics = evaluate_model(ckpt, split, out / "reports", batch_size=8, device="cpu")
     wall = time.perf_counter() - t0
     return {
         "images": num_images,
@@ -169,7 +171,9 @@ def main() -> None:
         root.mkdir()
         (root / "test.json").write_text(json.dumps(dataset))
         t_all, _, _ = timed(
-            lambda: evaluate_detections(root, "test", dets, Path(tmp) / "reports", sample_images=0),
+            lambda: evaluate_detections(
+                PreparedSplit.load(root, "test"), dets, Path(tmp) / "reports", sample_images=0
+            ),
             1,
         )
         model = model_run(args.model_images, Path(tmp) / "model") if args.model_images else None
