@@ -158,8 +158,11 @@ def plot(result: dict[str, Any], path: Path, extra: list[dict[str, Any]] = ()) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    curves = [(result["ours"], result["ours_label"]), (result["torchvision"], result["tv_label"])]
-    curves += [(r["figures"]["torchvision"], r["figures"]["tv_label"]) for r in extra]
+    runs = [result] + [r["figures"] for r in extra]
+    curves = []
+    for run in runs:
+        curves.append((run["ours"], f"{run['ours_label']}, {run['epochs']} epochs"))
+        curves.append((run["torchvision"], f"{run['tv_label']}, {run['epochs']} epochs"))
     for pts, label in curves:
         if pts:
             ax.plot([p["seconds"] / 60 for p in pts], [p["map50"] for p in pts], "o-", label=label)
