@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,24 +94,21 @@ def coco_json_option_outside(tmp: Path) -> Fault:
     )
 
 
-def voc_jpegimages_is_a_link_out(tmp: Path) -> Fault:
+def _voc_folder_is_a_link_out(tmp: Path, folder: str) -> Fault:
+    """A VOC folder replaced by a symlink to a folder outside the dataset root."""
     out = _outside(tmp)
     root = good_voc(tmp / "voc")
-    for f in (root / "JPEGImages").iterdir():
-        f.unlink()
-    (root / "JPEGImages").rmdir()
-    os.symlink(out / "JPEGImages", root / "JPEGImages")
-    return Fault("voc", root, out, expect=(2, "JPEGImages leads to"))
+    shutil.rmtree(root / folder)
+    os.symlink(out / folder, root / folder)
+    return Fault("voc", root, out, expect=(2, f"{folder} leads to"))
+
+
+def voc_jpegimages_is_a_link_out(tmp: Path) -> Fault:
+    return _voc_folder_is_a_link_out(tmp, "JPEGImages")
 
 
 def voc_annotations_is_a_link_out(tmp: Path) -> Fault:
-    out = _outside(tmp)
-    root = good_voc(tmp / "voc")
-    for f in (root / "Annotations").iterdir():
-        f.unlink()
-    (root / "Annotations").rmdir()
-    os.symlink(out / "Annotations", root / "Annotations")
-    return Fault("voc", root, out, expect=(2, "Annotations leads to"))
+    return _voc_folder_is_a_link_out(tmp, "Annotations")
 
 
 def voc_one_xml_is_a_link_out(tmp: Path) -> Fault:
