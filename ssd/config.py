@@ -293,8 +293,9 @@ class TrainConfig(_Section):
     num_threads: int | None = Field(
         None,
         ge=1,
-        description="intra-op CPU threads of each training process; null = the cores idle "
-        "when training starts (at least 1), shared among torchrun's processes",
+        description="intra-op CPU threads of each training process; null = OMP_NUM_THREADS "
+        "when set, else the cores idle when training starts (at least 1), shared among "
+        "torchrun's processes",
     )
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     amp: Literal["auto", "bf16", "fp16", "off"] = Field(

@@ -308,6 +308,8 @@ def fit_threads(t: TrainConfig) -> int:
     count follows what is free, not a fixed rule."""
     if t.num_threads:
         return t.num_threads
+    if os.environ.get("OMP_NUM_THREADS"):  # the user chose: keep it (and runs comparable)
+        return torch.get_num_threads()
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

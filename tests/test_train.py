@@ -365,6 +365,8 @@ def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import ssd.train as ssd_train
     from ssd.config import TrainConfig
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
     def machine(cores: int, idle: float | None) -> None:
         monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cores)))
         monkeypatch.setattr(ssd_train, "idle_cores", lambda: idle)
@@ -381,6 +383,8 @@ def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     machine(16, 15.8)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc-per-node 4
     assert ssd_train.fit_threads(TrainConfig()) == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # set by the user: kept, as PyTorch read it
+    assert ssd_train.fit_threads(TrainConfig()) == torch.get_num_threads()
 
 
 def test_idle_cores_reads_the_machine() -> None:
