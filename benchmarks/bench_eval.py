@@ -2,10 +2,10 @@
 of a whole evaluation per 100 images.
 
     .venv/bin/python benchmarks/bench_eval.py [--images 500] [--boxes 20] [--repeats 3]
-                                              [--model-images 100] [--out reports/bench/eval.json]
+                                              [--model-images 100]
 
-Writes ``reports/bench/eval.json``. ``ratio`` = pycocotools seconds / our seconds for the COCO
-metrics (same detections, same numbers; > 1 means ours is faster).
+Writes ``reports/bench/eval.json``. ``ratio.pycocotools_over_ours`` = pycocotools seconds /
+our seconds for the COCO metrics (same detections, same numbers; > 1 means ours is faster).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import contextlib
 import copy
 import io
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import write_report
 
 from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.coco import STAT_NAMES, coco_evaluate
@@ -101,16 +100,6 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]
     return statistics.median(times), times, result
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def model_run(num_images: int, out: Path) -> dict[str, Any]:
     """Untrained SSDLite (EfficientNet-Lite0, 320) over synthetic images: inference + evaluation."""
     from torchvision.io import write_png
@@ -153,7 +142,6 @@ def main() -> None:
     ap.add_argument("--boxes", type=int, default=20, help="detections per image")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model-images", type=int, default=100, help="0 skips the model run")
-    ap.add_argument("--out", type=Path, default=Path("reports/bench/eval.json"))
     args = ap.parse_args()
 
     dataset, dets = synthetic(args.images, args.boxes)
@@ -178,7 +166,7 @@ def main() -> None:
         )
         model = model_run(args.model_images, Path(tmp) / "model") if args.model_images else None
 
-    report = {
+    figures = {
         "case": {
             "images": args.images,
             "detections_per_image": args.boxes,
@@ -195,9 +183,6 @@ def main() -> None:
             "ours_with_pycocotools_backend_seconds": t_py,
             "max_abs_stat_difference": diff,
         },
-        "ratio": t_ref / t_ours,
-        "ratio_meaning": "pycocotools_seconds / ours_seconds for the COCO metrics on the same "
-        "detections (median of repeats); > 1 means ours is faster",
         "other_seconds": {
             "voc_both_forms": t_voc,
             "tide_all_dap": t_tide,
@@ -205,21 +190,19 @@ def main() -> None:
             "evaluate_detections_per_100_images": 100 * t_all / args.images,
         },
         "with_model": model,
-        "machine": {
-            "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
+        "numpy": np.__version__,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    ratio = {
+        "pycocotools_over_ours": t_ref / t_ours,
+        "what": "pycocotools seconds / ours for the COCO metrics on the same detections "
+        "(median of repeats); > 1 means ours is faster",
+        "max_abs_stat_difference": diff,
+    }
+    out = write_report("eval", figures, ratio)
     print(
         f"COCO metrics on {len(dets)} detections / {args.images} images: pycocotools "
         f"{t_ref:.3f} s, ours {t_ours:.3f} s"
-        f" -> ratio {report['ratio']:.2f}x (max |Δstat| {diff:.1e})"
+        f" -> ratio {ratio['pycocotools_over_ours']:.2f}x (max |Δstat| {diff:.1e})"
     )
     print(
         f"VOC {t_voc:.3f} s, TIDE {t_tide:.3f} s, all reports {t_all:.2f} s "
@@ -230,7 +213,7 @@ def main() -> None:
             f"with the model: {model['wall_seconds_per_100_images']:.1f} s per 100 images "
             f"({model['images_per_second_inference']:.1f} images/s inference)"
         )
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

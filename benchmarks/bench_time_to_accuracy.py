@@ -41,6 +41,7 @@ from ssd.data.prepared import PreparedSplit
 from ssd.distributed import DistEnv
 from ssd.evaluation.coco import coco_evaluate
 from ssd.evaluation.predict import predict_split
+from ssd.evaluation.voc import voc_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,37 +49,82 @@ REPO = Path(__file__).resolve().parents[1]
 def score(detector: Any, split: PreparedSplit, batch_size: int) -> dict[str, float]:
     results, _ = predict_split(detector, split, batch_size, progress=False)
     stats = coco_evaluate(split.dataset, results).stats
-    return {"map50": float(stats.get("map50") or 0.0), "map": float(stats.get("map") or 0.0)}
+    return {
+        "map50": float(stats.get("map50") or 0.0),
+        "map": float(stats.get("map") or 0.0),
+        "voc07_map50": float(voc_evaluate(split.dataset, results).map07),
+    }
 
 
-def train_ours(cfg: Any, test: PreparedSplit) -> list[dict[str, float]]:
-    """``ssd train`` with the test split scored at each epoch end (timed apart)."""
+def train_ours(
+    cfg: Any, test: PreparedSplit, ema_spans: list[float], score_every: int = 1
+) -> tuple[list[dict[str, float]], dict[str, list[dict[str, float]]]]:
+    """``ssd train`` with the test split scored at each epoch end (timed apart).
+
+    ``ema_spans``: also keep a weight EMA (:mod:`ssd.ema`) of each span beside the run
+    (their updates timed apart too) and score each at every epoch end: several EMA
+    settings compared on the very same training in one run. Returns the curve of the
+    weights ``ssd train`` validates and one curve per span.
+    """
+    from ssd.ema import weight_ema
+    from ssd.inference import Detector
+
     curve: list[dict[str, float]] = []
+    side: dict[str, list[dict[str, float]]] = {f"ema {s:g}": [] for s in ema_spans}
+    emas: dict[str, Any] = {}
     clock = {"start": 0.0, "eval": 0.0}
-    original = ssd_train.validate
+    original, original_step = ssd_train.validate, ssd_train.train_step
+    t = cfg.train
+    per_epoch = ssd_train.load_data(
+        cfg.layout.prepared, cfg.data.name, t, cfg.model, DistEnv()
+    ).steps_per_epoch
+    steps = ssd_train.total_steps(t, per_epoch)
+
+    def point_of(model: Any) -> dict[str, float]:
+        was = model.training
+        detector = Detector(model, test.class_names, None, str(next(model.parameters()).device))
+        point = score(detector, test, cfg.evaluate.batch_size)
+        model.train(was)
+        return point
 
     def validate(model: Any, split: PreparedSplit, batch_size: int, progress: bool = False):
         t0 = time.perf_counter()
         out = original(model, split, batch_size, progress)
-        from ssd.inference import Detector
-
-        was = model.training
-        detector = Detector(model, test.class_names, None, str(next(model.parameters()).device))
-        point = score(detector, test, batch_size)
-        model.train(was)
         seconds = t0 - clock["start"] - clock["eval"]
-        curve.append({"seconds": seconds, **point})
-        print(f"  ours  {seconds / 60:6.2f} min  test mAP@0.5 {point['map50']:.3f}", flush=True)
+        last = len(curve) + 1 == cfg.train.epochs
+        if (len(curve) + 1) % score_every and not last:
+            curve.append({"seconds": seconds})
+            clock["eval"] += time.perf_counter() - t0
+            return out
+        curve.append({"seconds": seconds, **point_of(model)})
+        line = f"  ours  {seconds / 60:6.2f} min  test mAP@0.5 {curve[-1]['map50']:.3f}"
+        for name, ema in emas.items():
+            side[name].append({"seconds": seconds, **point_of(ema.module)})
+            line += f"  {name} {side[name][-1]['map50']:.3f}"
+        print(line, flush=True)
         clock["eval"] += time.perf_counter() - t0
         return out
 
-    ssd_train.validate = validate  # finish_epoch looks it up in the module
+    def train_step(state: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original_step(state, *args, **kwargs)
+        t0 = time.perf_counter()
+        for span in ema_spans:
+            name = f"ema {span:g}"
+            if name not in emas:
+                emas[name] = weight_ema(state.model, span, steps)
+            if out is not None:
+                emas[name].update_parameters(state.model)
+        clock["eval"] += time.perf_counter() - t0
+        return out
+
+    # finish_epoch and train_one_epoch look these up in the module
+    ssd_train.validate, ssd_train.train_step = validate, train_step
     try:
         clock["start"] = time.perf_counter()
         ssd_train.train(cfg, progress=False)
     finally:
-        ssd_train.validate = original
-    return curve
+        ssd_train.validate, ssd_train.train_step = original, original_step
+    return [p for p in curve if "map50" in p], side
 
 
 class TorchvisionDetector:
@@ -163,6 +209,8 @@ def plot(result: dict[str, Any], path: Path, extra: list[dict[str, Any]] = ()) -
     for run in runs:
         curves.append((run["ours"], f"{run['ours_label']}, {run['epochs']} epochs"))
         curves.append((run["torchvision"], f"{run['tv_label']}, {run['epochs']} epochs"))
+        for name, pts in run.get("ema", {}).items():
+            curves.append((pts, f"ours, weight {name}, {run['epochs']} epochs"))
     for pts, label in curves:
         if pts:
             ax.plot([p["seconds"] / 60 for p in pts], [p["map50"] for p in pts], "o-", label=label)
@@ -198,6 +246,14 @@ def main() -> None:
         "lr / momentum / weight decay / warm-up",
     )
     ap.add_argument("--replot", metavar="JSON", help="redraw a report's PNG; train nothing")
+    ap.add_argument(
+        "--ema-spans",
+        default="",
+        metavar="S1,S2",
+        help="also score weight EMAs of these spans (fractions of the steps) kept beside "
+        "our run: several EMA settings on the same training",
+    )
+    ap.add_argument("--score-every", type=int, default=1, help="score ours every N epochs")
     args = ap.parse_args()
     extra = [json.loads(Path(f).read_text()) for f in args.plot_with]
     if args.replot:
@@ -229,7 +285,12 @@ def main() -> None:
             f"{t.num_workers} loader workers; test split {len(test.images)} images",
             flush=True,
         )
-        ours = [] if args.only == "torchvision" else train_ours(cfg, test)
+        spans = [float(x) for x in args.ema_spans.split(",") if x]
+        ours, emas = (
+            ([], {})
+            if args.only == "torchvision"
+            else train_ours(cfg, test, spans, args.score_every)
+        )
         tv = [] if args.only == "ours" else train_torchvision(cfg, test, args.tv_recipe)
     result: dict[str, Any] = {
         "dataset": cfg.data.name,
@@ -243,6 +304,7 @@ def main() -> None:
         "tv_recipe": args.tv_recipe,
         "ours": ours,
         "torchvision": tv,
+        "ema": emas,
     }
     if ours and tv:
         reached = min(
@@ -268,12 +330,13 @@ def main() -> None:
     result["machine_cores"] = machine()["cpu_count"]
     png = Path(out).with_suffix(".png")
     plot(result, png, extra)
-    print("\nfinal test mAP@0.5 / COCO AP:")
-    for name in ("ours", "torchvision"):
-        if result[name]:
-            last = result[name][-1]
+    print("\nfinal test mAP@0.5 / COCO AP (VOC07 11-point mAP@0.5):")
+    for name, pts in [("ours", ours), ("torchvision", tv), *emas.items()]:
+        if pts:
+            last = pts[-1]
             print(
-                f"  {name:12s} {last['map50']:.3f} / {last['map']:.3f} after "
+                f"  {name:12s} {last['map50']:.3f} / {last['map']:.3f} "
+                f"(VOC07 {last.get('voc07_map50', float('nan')):.3f}) after "
                 f"{last['seconds'] / 60:.1f} min"
             )
     if "speedup_to_common" in result:

@@ -39,12 +39,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
 from ssd.config import ModelConfig
 from ssd.model import SSD
@@ -157,6 +158,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    ema: AveragedModel | None = None  # train.ema: the weight average (ssd/ema.py)
     step: int = 0  # steps taken, skipped non-finite ones included (the scheduler's count)
     epoch: int = 0  # epochs completed
     batches_done: int = 0  # batches of the current epoch already taken (per process)
@@ -179,6 +181,11 @@ class TrainState:
         "run_id",
     )
 
+    @property
+    def eval_model(self) -> SSD:
+        """The weights validation, ``best/`` and the final detector use: the EMA's if kept."""
+        return self.model if self.ema is None else cast(SSD, self.ema.module)
+
     def state_dict(self) -> dict[str, Any]:
         """All but the weights, RNG states included (tensors and plain values only)."""
         return {
@@ -187,6 +194,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             **{name: getattr(self, name) for name in self.SAVED_VALUES},
         }
 
@@ -202,6 +210,12 @@ class TrainState:
         if state["scaler"] or not self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])  # saved without AMP: a fresh scaler
         set_rng_state(state["rng"])
+        if self.ema is not None:
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            else:  # saved without train.ema: the average starts from the restored weights
+                self.ema.n_averaged.zero_()
+                self.ema.update_parameters(self.model)
         for name in self.SAVED_VALUES:
             if name in state:
                 value = state[name]

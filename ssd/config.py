@@ -288,6 +288,18 @@ class TrainConfig(_Section):
         description="lite0: freeze the stem and this many first blocks, weights and BatchNorm "
         "statistics (0 = train all; 5 = all before the stride-16 stage, 1.7x faster CPU steps)",
     )
+    ema: bool = Field(
+        True,
+        description="keep an exponential moving average of the weights (ssd/ema.py); "
+        "validation, best/ and the final detector use the average",
+    )
+    ema_span: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="the EMA's time constant as a share of all training steps "
+        "(decay = 1 - 1 / (ema_span * steps))",
+    )
     seed: int = Field(0, description="seeds init, data order and augmentation")
     num_workers: int = Field(2, ge=0, description="data loader processes")
     num_threads: int | None = Field(

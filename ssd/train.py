@@ -67,6 +67,7 @@ from ssd.distributed import (
     reduce_mean,
     shutdown,
 )
+from ssd.ema import weight_ema
 from ssd.inference import Detector, resolve_device
 from ssd.loss import MultiBoxLoss
 from ssd.model import SSD
@@ -400,7 +401,8 @@ def build_state(
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, steps))
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
-    return TrainState(model, optimizer, scheduler, scaler)
+    ema = weight_ema(model, t.ema_span, steps) if t.ema else None
+    return TrainState(model, optimizer, scheduler, scaler, ema)
 
 
 def training_params(cfg: Config) -> dict[str, Any]:
@@ -453,6 +455,8 @@ RESUME_APPLIES = {
     "train.channels_last": _HERE_ON,
     "train.eval_every": _HERE_ON,
     "train.checkpoint_every_steps": _HERE_ON,
+    "train.ema": "an average is kept (from the restored weights on) or dropped from here on",
+    "train.ema_span": "the average's decay is recomputed; it applies from the next step",
     "train.max_nonfinite": _HERE_ON,
     "train.log_every": _HERE_ON,
     "train.out_dir": _HERE_ON,
@@ -633,6 +637,14 @@ def nonfinite_error(what: str, t: TrainConfig, last: Path | None) -> TrainingErr
     )
 
 
+def _average_buffers(state: TrainState, env: DistEnv) -> None:
+    """Under torchrun on CPU: the model's and the average's BatchNorm statistics, the same
+    on every process (DDP keeps the parameters so, not the buffers)."""
+    average_buffers(state.model, env)
+    if state.ema is not None:
+        average_buffers(state.ema.module, env)
+
+
 @dataclass
 class Checkpointer:
     """Writes this run's checkpoints (rank 0) and checks that the weights are finite."""
@@ -654,6 +666,8 @@ class Checkpointer:
         """Raise :class:`TrainingError` (on every rank alike) unless all weights are finite."""
         try:
             require_finite(state.model)
+            if state.ema is not None:
+                require_finite(state.ema.module)
         except NonFiniteError as err:
             raise self._error(state, err) from None
 
@@ -663,7 +677,7 @@ class Checkpointer:
 
     def save(self, state: TrainState) -> None:
         """A checkpoint of ``state`` unless this one was saved already; finite or an error."""
-        average_buffers(state.model, self.env)
+        _average_buffers(state, self.env)
         key = (state.epoch, state.step, state.batches_done)
         if key == self._saved:
             return
@@ -732,6 +746,8 @@ def train_step(
             torch.nn.utils.clip_grad_norm_(state.model.parameters(), t.grad_clip)
         state.scaler.step(state.optimizer)
         state.scaler.update()
+        if state.ema is not None:
+            state.ema.update_parameters(state.model)
     state.scheduler.step()
     state.step += 1
     state.batches_done += 1
@@ -780,6 +796,7 @@ def train_one_epoch(
         dynamic_ncols=True,
     )
     started, seen = time.perf_counter(), 0
+    epoch_end = len(loader) + state.batches_done  # the epoch's last step is always logged
     with bar:
         for images, targets in loader:
             if state.step >= until_step:
@@ -798,7 +815,8 @@ def train_one_epoch(
                 ips = seen / max(1e-9, time.perf_counter() - started)
                 postfix = {k: f"{v:.3f}" for k, v in parts.items()}
                 bar.set_postfix(postfix, lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
-                if state.step % t.log_every == 0:
+                last = state.batches_done == epoch_end or state.step >= until_step
+                if state.step % t.log_every == 0 or last:
                     step_metrics = {f"train_{k}": v for k, v in parts.items()}
                     step_metrics |= {"lr": lr, "images_per_second": ips}
                     run.trackers.log_metrics(step_metrics, state.step)
@@ -842,7 +860,7 @@ def finish_epoch(
 ) -> dict[str, float]:
     """The end of an epoch: the averages of its finite steps, validation when due (and
     ``best/`` when it improved), a checkpoint. Returns the validation metrics."""
-    average_buffers(state.model, run.rt.env)
+    _average_buffers(state, run.rt.env)
     run.checkpoints.require_finite(state)  # before validating or saving anything
     state.epoch += 1
     metrics: dict[str, float] = {"epoch": state.epoch}
@@ -851,13 +869,14 @@ def finish_epoch(
     state.batches_done, state.epoch_sums, state.epoch_finite_steps = 0, {}, 0
     val: dict[str, float] = {}
     if run.rt.env.is_main and ((t.eval_every and state.epoch % t.eval_every == 0) or last):
-        val = validate(state.model, data.val, t.batch_size)
+        val = validate(state.eval_model, data.val, t.batch_size)
         set_train_mode(state.model, t)
         metrics |= val
         if val and val["val_map"] > state.best_map:
             state.best_map = val["val_map"]
             extra = {"val_map": state.best_map, "epoch": state.epoch}
-            save_detector(best_dir, state.model, run.checkpoints.model_cfg, data.class_names, extra)
+            model_cfg = run.checkpoints.model_cfg
+            save_detector(best_dir, state.eval_model, model_cfg, data.class_names, extra)
     if run.rt.env.is_main:
         run.trackers.log_metrics(metrics, state.step)
         log.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in metrics.items()})
@@ -941,7 +960,7 @@ def train(
     shutdown(rt.env)
     best_dir = out_dir / BEST_DIR
     return TrainResult(
-        state.model,
+        state.eval_model,
         final_dir,
         best_dir if best_dir.exists() else None,
         state.epoch,
@@ -977,10 +996,10 @@ def save_final(
     final_dir = out_dir / FINAL_DIR
     run.checkpoints.require_finite(state)
     if run.rt.env.is_main:
-        save_detector(final_dir, state.model, model_cfg, class_names, info)
+        save_detector(final_dir, state.eval_model, model_cfg, class_names, info)
         if state.best_map < 0:  # no validation ran
             save_detector(
-                out_dir / BEST_DIR, state.model, model_cfg, class_names, {"epoch": state.epoch}
+                out_dir / BEST_DIR, state.eval_model, model_cfg, class_names, {"epoch": state.epoch}
             )
         metrics = {"train_seconds": info["train_seconds"], "nonfinite_steps": state.nonfinite_total}
         run.trackers.log_metrics(metrics, state.step)

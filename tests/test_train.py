@@ -84,11 +84,15 @@ def _epoch_losses(out: Path) -> list[float]:
     ]
 
 
+RESUMED = ["train.checkpoint_every_steps=2", "train.ema=true", "train.ema_span=0.5"]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """models/tiny of a run that nothing interrupted (checkpoints every 2 steps)."""
+    """models/tiny of a run that nothing interrupted (checkpoints every 2 steps), with a
+    weight EMA: the saved detector is the average, so resuming must restore it too."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    a = run_cli(cli_args(overrides(tiny_data, out, "train.checkpoint_every_steps=2")), out)
+    a = run_cli(cli_args(overrides(tiny_data, out, *RESUMED)), out)
     log, _ = a.communicate(timeout=600)
     assert a.returncode == 0, log
     return out / "tiny"
@@ -105,7 +109,7 @@ def test_resume_after_a_kill_or_stop_signal_equals_uninterrupted_run(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracked = sig == signal.SIGTERM  # MLflow's start-up costs seconds: one signal shows it
     tracking = ["tracking.enabled=true", f"tracking.tracking_uri={uri}"] if tracked else []
-    sets_b = overrides(tiny_data, tmp_path / "b", "train.checkpoint_every_steps=2")
+    sets_b = overrides(tiny_data, tmp_path / "b", *RESUMED)
     b = run_cli(cli_args(sets_b + tracking), tmp_path)
     pointer = tmp_path / "b" / "tiny" / "checkpoints" / "latest.json"
     deadline = time.time() + 300
@@ -497,3 +501,16 @@ def test_frozen_stem_blocks_keep_imagenet_weights_and_statistics(
             assert torch.equal(trained[k], start[k]), f"{k} changed though frozen"
     block5 = "backbone.body._blocks.5._expand_conv.weight"
     assert not torch.equal(trained[block5], start[block5])  # the rest trains
+
+
+def test_a_run_shorter_than_log_every_still_logs_its_last_step(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """The training curves (dvclive, MLflow) are never empty: each epoch's last step is
+    logged whatever train.log_every says."""
+    cfg = load_config(None, overrides(tiny_data, tmp_path / "log", "train.log_every=1000"))
+    result = train(cfg, progress=False)
+    records = _records(tmp_path / "log" / "tiny")
+    logged = [r for r in records if "train_loss" in r.get("metrics", {})]
+    assert logged and logged[-1]["step"] == result.steps
+    assert all(r["metrics"]["images_per_second"] > 0 for r in logged)
