@@ -219,7 +219,7 @@ def plot(result: dict[str, Any], path: Path, extra: list[dict[str, Any]] = ()) -
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(f"time to accuracy on '{result['dataset']}' ({result['machine_cores']} cores)")
-    ax.legend(loc="center right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -67,7 +67,7 @@ from ssd.distributed import (
     reduce_mean,
     shutdown,
 )
-from ssd.ema import weight_ema
+from ssd.ema import ema_decay, weight_ema
 from ssd.inference import Detector, resolve_device
 from ssd.loss import MultiBoxLoss
 from ssd.model import SSD
@@ -402,6 +402,15 @@ def build_state(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, steps))
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
     ema = weight_ema(model, t.ema_span, steps) if t.ema else None
+    if ema is not None:
+        log.info(
+            "weight EMA: decay %.4f, a time constant of %.0f of the %d steps "
+            "(train.ema_span %g; validation, best/ and the final detector use it)",
+            ema_decay(t.ema_span, steps),
+            max(1.0, t.ema_span * steps),
+            steps,
+            t.ema_span,
+        )
     return TrainState(model, optimizer, scheduler, scaler, ema)
 
 
