@@ -18,6 +18,9 @@ model needed to reach the accuracy the slower one reached.
     python benchmarks/bench_time_to_accuracy.py                     # synthetic, params.yaml
     python benchmarks/bench_time_to_accuracy.py --params configs/bccd.yaml
     python benchmarks/bench_time_to_accuracy.py --set train.epochs=4 --threads 2
+    # weight EMAs of several spans kept beside one training (train.ema off), all scored:
+    python benchmarks/bench_time_to_accuracy.py --only ours --set train.ema=false \
+        --ema-spans 0.02,0.05,0.1 [--score-every 4]
 """
 
 from __future__ import annotations
