@@ -250,6 +250,8 @@ def save_checkpoint(
         NonFiniteError: a parameter or buffer is inf or NaN; nothing was written.
     """
     require_finite(state.model)
+    if state.ema is not None:  # the average goes into state.pt and becomes the detector
+        require_finite(state.ema.module)
     name = f"step-{state.step:08d}"
     final, tmp, replaced = root / name, root / f"{name}.partial", root / f"{name}.replaced"
     shutil.rmtree(tmp, ignore_errors=True)

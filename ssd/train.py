@@ -403,13 +403,13 @@ def build_state(
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
     ema = weight_ema(model, t.ema_span, steps) if t.ema else None
     if ema is not None:
+        decay = ema_decay(t.ema_span, steps)
         log.info(
-            "weight EMA: decay %.4f, a time constant of %.0f of the %d steps "
-            "(train.ema_span %g; validation, best/ and the final detector use it)",
-            ema_decay(t.ema_span, steps),
-            max(1.0, t.ema_span * steps),
+            "weight EMA: decay %.4f, a time constant of %.0f of the %d steps (train.ema_span; "
+            "validation, best/ and the final detector use it)",
+            decay,
+            1 / (1 - decay),
             steps,
-            t.ema_span,
         )
     return TrainState(model, optimizer, scheduler, scaler, ema)
 
@@ -696,7 +696,7 @@ class Checkpointer:
                     self.root, state, self.model_cfg, self.class_names, self.settings
                 )
             else:
-                require_finite(state.model)  # the same verdict on every rank
+                self.require_finite(state)  # the same verdict on every rank
         except NonFiniteError as err:
             raise self._error(state, err) from None
         self._saved = key

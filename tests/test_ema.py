@@ -79,3 +79,23 @@ def test_training_with_ema_saves_and_validates_the_average(
     assert int(state["ema"]["n_averaged"]) == result.steps
     # best/ comes from the same (averaged) weights validation scored
     assert (out / "best" / "model.safetensors").is_file()
+
+
+def test_a_nonfinite_average_is_never_checkpointed(tmp_path: Path) -> None:
+    from ssd.checkpoint import NonFiniteError, TrainState, save_checkpoint
+    from ssd.config import ModelConfig
+
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = TrainState(
+        model,  # type: ignore[arg-type]
+        opt,
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
+        torch.amp.GradScaler("cuda", enabled=False),
+        weight_ema(model, 0.5, 10),
+    )
+    with torch.no_grad():
+        state.ema.module.weight[0, 0] = float("nan")  # type: ignore[union-attr, index]
+    with pytest.raises(NonFiniteError, match="weight"):
+        save_checkpoint(tmp_path, state, ModelConfig(), ["a"], {})
+    assert not any(tmp_path.iterdir())
