@@ -19,9 +19,9 @@ import torch
 from machine import write_report
 from torchvision.models.detection import ssd300_vgg16
 
-from ssd.builder import build_model, build_postprocessor
 from ssd.config import ModelConfig
-from ssd.loss import MultiBoxLoss
+from ssd.model.builder import build_model, build_postprocessor
+from ssd.model.loss import MultiBoxLoss
 
 NUM_CLASSES = 20
 

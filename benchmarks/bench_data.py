@@ -69,8 +69,8 @@ def train_step_throughput(
 ) -> dict[str, Any]:
     """Images/s of forward + loss + backward + SGD step of the light (default) model."""
     try:
-        from ssd.builder import build_loss, build_model
         from ssd.config import TrainConfig
+        from ssd.model.builder import build_loss, build_model
     except ImportError as err:  # the model code is not there yet
         return {"skipped": f"model not available: {err}"}
     cfg = ModelConfig()

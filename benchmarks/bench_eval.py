@@ -104,10 +104,10 @@ def model_run(num_images: int, out: Path) -> dict[str, Any]:
     """Untrained SSDLite (EfficientNet-Lite0, 320) over synthetic images: inference + evaluation."""
     from torchvision.io import write_png
 
-    from ssd.builder import build_model
     from ssd.config import ModelConfig
     from ssd.evaluation.run import evaluate_model
-    from ssd.weights import save_detector
+    from ssd.model.builder import build_model
+    from ssd.model.weights import save_detector
 
     dataset, _ = synthetic(num_images, 0, classes=3, size=320)
     root = out / "prepared"

@@ -9,13 +9,13 @@ Inputs are random images already at the network size (file decoding and resizing
 timed). What each candidate includes:
 
 - ``eager``: our model as ``Detector`` prepares it (BatchNorm folded, channels_last) +
-  :class:`ssd.postprocess.PostProcessor` (network, decode, softmax, per-class top-k,
+  :class:`ssd.model.postprocess.PostProcessor` (network, decode, softmax, per-class top-k,
   threshold, NMS): the work of ``Detector.predict`` minus the resize.
-- ``eager_graph``: :class:`ssd.export.ExportWrapper` in eager PyTorch (network, softmax,
+- ``eager_graph``: :class:`ssd.infer.export.ExportWrapper` in eager PyTorch (network, softmax,
   decode; no NMS), i.e. what the exported files compute.
 - ``torchscript``: the traced ``ExportWrapper`` (same work as ``eager_graph``).
 - ``onnxruntime``: the exported ONNX file in onnxruntime (same work as ``eager_graph``).
-- ``onnxruntime_nms``: ``onnxruntime`` + :func:`ssd.export.postprocess_exported` (same work
+- ``onnxruntime_nms``: ``onnxruntime`` + :func:`ssd.infer.export.postprocess_exported` (same work
   as ``eager``).
 - ``torchvision``: ``model.eval()(images)``: its transform (normalise, resize to its fixed
   size), network, decode, per-class top-k, threshold, NMS.
@@ -45,16 +45,16 @@ import torch
 from machine import write_report
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
-from ssd.builder import build_model, build_postprocessor
 from ssd.config import ModelConfig
-from ssd.export import (
+from ssd.infer.export import (
     ExportWrapper,
     export_onnx,
     export_torchscript,
     load_torchscript,
     postprocess_exported,
 )
-from ssd.fusion import fold_batchnorm
+from ssd.model.builder import build_model, build_postprocessor
+from ssd.model.fusion import fold_batchnorm
 
 NUM_CLASSES = 20
 PAIRS = {

@@ -1,12 +1,12 @@
 """Time to accuracy: test-split mAP@0.5 and COCO AP against training seconds, ours against
 torchvision's ``ssdlite320_mobilenet_v3_large`` trained in the same run.
 
-Ours is ``ssd train`` itself (:func:`ssd.train.train`) with the params file's settings.
+Ours is ``ssd train`` itself (:func:`ssd.train.loop.train`) with the params file's settings.
 At the end of every epoch, timed apart from training, the weights are evaluated on the
 test split with the project's COCO evaluation (the paper's post-processing, as
 validation uses). The reference is torchvision's SSDLite, from scratch like ours when
 no ImageNet weights are on the machine (no download ever), fed the same augmented
-batches (``ssd.train.make_loader``, same input size, batch size and number of epochs),
+batches (``ssd.train.loop.make_loader``, same input size, batch size and number of epochs),
 with torchvision's own recipe for it (``references/detection``: SGD momentum 0.9, lr 0.15
 for a batch of 192 scaled linearly to ours, weight decay 4e-5, linear warm-up over the
 first epoch, cosine decay), and evaluated the same way at the end of every epoch.
@@ -37,14 +37,14 @@ import torch
 from machine import machine, write_report
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
-import ssd.train as ssd_train
+import ssd.train.loop as ssd_train
 from ssd.config import load_config
 from ssd.data.prepare import prepare_dataset
 from ssd.data.prepared import PreparedSplit
-from ssd.distributed import DistEnv
 from ssd.evaluation.coco import coco_evaluate
-from ssd.evaluation.predict import predict_split
 from ssd.evaluation.voc import voc_evaluate
+from ssd.infer.predict import predict_split
+from ssd.train.distributed import DistEnv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,13 +64,13 @@ def train_ours(
 ) -> tuple[list[dict[str, float]], dict[str, list[dict[str, float]]]]:
     """``ssd train`` with the test split scored at each epoch end (timed apart).
 
-    ``ema_spans``: also keep a weight EMA (:mod:`ssd.ema`) of each span beside the run
+    ``ema_spans``: also keep a weight EMA (:mod:`ssd.train.ema`) of each span beside the run
     (their updates timed apart too) and score each at every epoch end: several EMA
     settings compared on the very same training in one run. Returns the curve of the
     weights ``ssd train`` validates and one curve per span.
     """
-    from ssd.ema import weight_ema
-    from ssd.inference import Detector
+    from ssd.infer.detector import Detector
+    from ssd.train.ema import weight_ema
 
     curve: list[dict[str, float]] = []
     side: dict[str, list[dict[str, float]]] = {f"ema {s:g}": [] for s in ema_spans}
@@ -131,7 +131,7 @@ def train_ours(
 
 
 class TorchvisionDetector:
-    """``predict`` as :class:`ssd.inference.Detector` has it, for ``predict_split``."""
+    """``predict`` as :class:`ssd.infer.detector.Detector` has it, for ``predict_split``."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model

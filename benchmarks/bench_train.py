@@ -41,10 +41,10 @@ from bench_core import NUM_CLASSES, make_batch
 from machine import write_report
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
-from ssd.builder import build_loss, build_model, build_postprocessor
 from ssd.config import ModelConfig, TrainConfig
-from ssd.fusion import fold_batchnorm
-from ssd.train import freeze_backbone_parts, set_train_mode
+from ssd.model.builder import build_loss, build_model, build_postprocessor
+from ssd.model.fusion import fold_batchnorm
+from ssd.train.loop import freeze_backbone_parts, set_train_mode
 
 LITE0 = ModelConfig(
     backbone="efficientnet_lite0",

@@ -38,10 +38,10 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
-from ssd.builder import build_loss, build_model
 from ssd.config import load_config
-from ssd.model import SSD
-from ssd.train import freeze_backbone_parts, set_train_mode
+from ssd.model.builder import build_loss, build_model
+from ssd.model.network import SSD
+from ssd.train.loop import freeze_backbone_parts, set_train_mode
 
 PREFIX = "part:"
 

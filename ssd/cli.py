@@ -59,7 +59,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Describe the configured model: feature maps, default boxes, parameters."""
-    from ssd.builder import ModelError, describe_model
+    from ssd.model.builder import ModelError, describe_model
 
     cfg = get_config(params, set_)
     try:
@@ -165,12 +165,12 @@ def evaluate(
     Writes metrics.json (COCO, VOC, TIDE errors, default-box coverage), pr_curves.csv,
     per-object error labels, plots and the worst images drawn.
     """
-    from ssd.builder import ModelError
     from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
     from ssd.evaluation.errors import EvaluationError
     from ssd.evaluation.run import evaluate_from_config
-    from ssd.weights import WeightsError
+    from ssd.model.builder import ModelError
+    from ssd.model.weights import WeightsError
 
     if model is not None and detections is not None:
         fail("give one of --model PATH or --detections FILE, not both")
@@ -259,7 +259,7 @@ def suggest_priors_command(
 # ---- end of evaluation commands
 
 
-# ---- training commands (ssd/train.py)
+# ---- training commands (ssd/train/loop.py)
 @app.command("train")
 def train_cmd(
     params: ParamsOpt = Path("params.yaml"),
@@ -273,12 +273,12 @@ def train_cmd(
     import logging
     import os
 
-    from ssd.builder import ModelError
     from ssd.data.errors import DataError
     from ssd.integrations.env import configure_offline_defaults
     from ssd.integrations.mlflow_tracking import tracked_train
-    from ssd.train import TrainingError, TrainingStopped
-    from ssd.weights import WeightsError
+    from ssd.model.builder import ModelError
+    from ssd.model.weights import WeightsError
+    from ssd.train.loop import TrainingError, TrainingStopped
 
     configure_offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -330,7 +330,7 @@ def register_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -
 # ---- end of training commands
 
 
-# ---- inference commands (ssd/detect.py, ssd/export.py)
+# ---- inference commands (ssd/infer/detect.py, ssd/infer/export.py)
 ModelOpt = Annotated[
     str,
     typer.Option(
@@ -382,10 +382,10 @@ def detect(
 
     Post-processing (NMS etc.) follows the postprocess section of --params / --set.
     """
-    from ssd.builder import ModelError
-    from ssd.detect import DetectError, detect_paths
-    from ssd.inference import load_detector
-    from ssd.weights import WeightsError
+    from ssd.infer.detect import DetectError, detect_paths
+    from ssd.infer.detector import load_detector
+    from ssd.model.builder import ModelError
+    from ssd.model.weights import WeightsError
 
     if fmt not in ("json", "csv"):
         fail(f"--format must be json or csv, got '{fmt}'")
@@ -450,12 +450,12 @@ def export_cmd(
     """Export network + box decoding to ONNX or TorchScript (NMS left to the caller).
 
     The file carries the class names, input size and post-processing settings (the
-    postprocess section of --params / --set) as metadata; see ssd/export.py for the inputs,
+    postprocess section of --params / --set) as metadata; see ssd/infer/export.py for the inputs,
     outputs and the reference post-processing.
     """
-    from ssd.builder import ModelError
-    from ssd.export import FORMATS, ExportError, export_detector
-    from ssd.weights import WeightsError
+    from ssd.infer.export import FORMATS, ExportError, export_detector
+    from ssd.model.builder import ModelError
+    from ssd.model.weights import WeightsError
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -477,7 +477,7 @@ def export_cmd(
 # ---- end of inference commands
 
 
-# ---- browse command (ssd/integrations/fiftyone_browse.py)
+# ---- browse command (ssd/integrations/fiftyone/browse.py)
 @app.command()
 def browse(
     params: ParamsOpt = Path("params.yaml"),
@@ -503,15 +503,15 @@ def browse(
     and the reports of `ssd evaluate` (and of `ssd audit`, when it audited this split: its
     suspects, with the review tags kept), then serves the App until Ctrl-C.
     """
+    from ssd.audit.report import audited_split
     from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
-    from ssd.evaluation.audit_report import audited_split
     from ssd.evaluation.errors import EvaluationError
     from ssd.integrations.env import configure_offline_defaults
 
     configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
-    from ssd.integrations.fiftyone_audit import build_audit_dataset
-    from ssd.integrations.fiftyone_browse import (
+    from ssd.integrations.fiftyone.audit import build_audit_dataset
+    from ssd.integrations.fiftyone.browse import (
         BrowseError,
         app_url,
         build_browse_dataset,
@@ -549,7 +549,7 @@ def browse(
     typer.echo("saved views: " + ", ".join(ds.list_saved_views()))
     if no_launch:
         return
-    from ssd.integrations.fiftyone_browse import CONFIDENT_VIEW
+    from ssd.integrations.fiftyone.browse import CONFIDENT_VIEW
 
     # An audit of a split `ssd evaluate` did not score has no F1 threshold: the whole dataset.
     view = CONFIDENT_VIEW if "confidence_threshold" in ds.info else None
@@ -571,7 +571,7 @@ def browse(
 # ---- end of browse command
 
 
-# ---- label audit commands (ssd/evaluation/audit*.py, ssd/integrations/fiftyone_audit.py)
+# ---- label audit commands (ssd/audit/rank*.py, ssd/integrations/fiftyone/audit.py)
 @app.command()
 def audit(
     params: ParamsOpt = Path("params.yaml"),
@@ -604,9 +604,9 @@ def audit(
     Writes audit.json, audit.csv, crops of the top suspects and a grid
     (audit/top_suspects.png). Review them in the App (`ssd browse`), then `ssd audit-export`.
     """
+    from ssd.audit.report import audit_from_config, audit_summary
     from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
-    from ssd.evaluation.audit_report import audit_from_config, audit_summary
     from ssd.evaluation.errors import EvaluationError
 
     if model is not None and detections is not None:
@@ -675,13 +675,13 @@ def audit_export(
     from ssd.integrations.env import configure_offline_defaults
 
     configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
-    from ssd.integrations.fiftyone_audit import (
+    from ssd.integrations.fiftyone.audit import (
         EXPORT_FORMATS,
         confirmed_suspects,
         export_corrected,
         load_review_dataset,
     )
-    from ssd.integrations.fiftyone_browse import BrowseError
+    from ssd.integrations.fiftyone.browse import BrowseError
 
     cfg = get_config(params, set_)
     split_name = split or cfg.audit.split

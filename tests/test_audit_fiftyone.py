@@ -1,4 +1,4 @@
-"""The label audit in FiftyOne (``ssd.integrations.fiftyone_audit``): fields, tags and saved
+"""The label audit in FiftyOne (``ssd.integrations.fiftyone.audit``): fields, tags and saved
 views on a real database, the review kept across rebuilds, FiftyOne's own
 ``compute_mistakenness`` measured against our ranking, the export of a corrected copy in
 VOC / COCO / YOLO read back by ``ssd prepare``, and the saved views in the real App, where
@@ -42,8 +42,8 @@ VIEW_KINDS = {
 def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Prepared dataset ``planted`` + audits of train and test + an evaluation of test +
     a private mongod that FiftyOne uses for this module (then the previous one again)."""
+    from ssd.audit.report import run_audit
     from ssd.data.prepared import PreparedSplit
-    from ssd.evaluation.audit_report import run_audit
     from ssd.evaluation.run import evaluate_detections
 
     tmp = tmp_path_factory.mktemp("audit")
@@ -119,7 +119,7 @@ def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
 @pytest.fixture(scope="module")
 def train_ds(audit_env: dict[str, Any]) -> Any:
     """The train split (not evaluated): ground truth, the audit's detections, the audit."""
-    from ssd.integrations.fiftyone_audit import build_audit_dataset
+    from ssd.integrations.fiftyone.audit import build_audit_dataset
 
     return build_audit_dataset(audit_env["prepared"], "train", audit_env["tmp"] / "audit-train")
 
@@ -136,7 +136,7 @@ def _planted_in(case: PlantedCase, split: str) -> dict[str, int]:
 
 # ---------------------------------------------------------------- fields, tags, views
 def test_audit_fields_tags_and_sorted_views(audit_env: dict[str, Any], train_ds: Any) -> None:
-    from ssd.integrations.fiftyone_audit import AUDIT_VIEWS
+    from ssd.integrations.fiftyone.audit import AUDIT_VIEWS
 
     ds = train_ds
     result = audit_env["audits"]["train"]
@@ -183,8 +183,8 @@ def ds_kind(kind: str) -> Any:
 
 
 def test_evaluated_split_is_the_browse_dataset_plus_the_audit(audit_env: dict[str, Any]) -> None:
-    from ssd.integrations.fiftyone_audit import build_audit_dataset
-    from ssd.integrations.fiftyone_browse import SAVED_VIEWS
+    from ssd.integrations.fiftyone.audit import build_audit_dataset
+    from ssd.integrations.fiftyone.browse import SAVED_VIEWS
 
     tmp = audit_env["tmp"]
     ds = build_audit_dataset(
@@ -196,14 +196,14 @@ def test_evaluated_split_is_the_browse_dataset_plus_the_audit(audit_env: dict[st
     assert ds.count("audit.detections") == len(audit_env["audits"]["test"].suspects)
     assert set(ds.distinct("predictions.detections.error_type")) > {"none"}
 
-    from ssd.integrations.fiftyone_browse import BrowseError
+    from ssd.integrations.fiftyone.browse import BrowseError
 
     with pytest.raises(BrowseError, match="audit of split 'train', not 'test'"):
         build_audit_dataset(audit_env["prepared"], "test", tmp / "audit-train")
 
 
 def test_review_tags_survive_a_rebuild(audit_env: dict[str, Any], train_ds: Any) -> None:
-    from ssd.integrations.fiftyone_audit import (
+    from ssd.integrations.fiftyone.audit import (
         CONFIRMED,
         DISMISSED,
         build_audit_dataset,
@@ -250,7 +250,7 @@ def _label_ids(patches: Any, suspect_ids: list[str]) -> list[str]:
 
 def _clear_review(ds: Any) -> None:
     """Untag every suspect; the saved patches views are snapshots: reload them."""
-    from ssd.integrations.fiftyone_audit import REVIEW_TAGS
+    from ssd.integrations.fiftyone.audit import REVIEW_TAGS
 
     ds.untag_labels(list(REVIEW_TAGS), "audit")
     for name in VIEW_KINDS:
@@ -339,10 +339,10 @@ def _missing_hits(case: PlantedCase, view: Any) -> float:
 def test_export_corrected_copy_reads_back_with_ssd_prepare(
     audit_env: dict[str, Any], train_ds: Any, fmt: str
 ) -> None:
+    from ssd.audit.rank import apply_fixes
     from ssd.config import DataConfig
     from ssd.data.prepare import prepare_dataset
-    from ssd.evaluation.audit import apply_fixes
-    from ssd.integrations.fiftyone_audit import (
+    from ssd.integrations.fiftyone.audit import (
         CONFIRMED,
         FIXES_JSON,
         confirmed_suspects,
@@ -419,7 +419,7 @@ def _assert_same_boxes(
 
 
 def test_export_refuses_unknown_format_and_splits(audit_env: dict[str, Any]) -> None:
-    from ssd.integrations.fiftyone_audit import export_corrected
+    from ssd.integrations.fiftyone.audit import export_corrected
 
     tmp, prepared = audit_env["tmp"], audit_env["prepared"]
     with pytest.raises(ValueError, match="unknown export format 'kitti'"):
@@ -447,7 +447,7 @@ def test_cli_browse_adds_the_audit_of_the_split_and_keeps_the_review(
     audit; a rebuild keeps the reviewer's tags (a plain rebuild would clear them)."""
     import fiftyone as fo
 
-    from ssd.integrations.fiftyone_audit import CONFIRMED, read_review
+    from ssd.integrations.fiftyone.audit import CONFIRMED, read_review
 
     reports = str(audit_env["tmp"] / "audit-test")
     res = _cli(audit_env, "browse", "--no-launch", "--split", "test", "--reports", reports)
@@ -478,11 +478,11 @@ def _kind_is(kind: str) -> Any:
 def test_cli_audit_export_writes_the_confirmed_fixes(audit_env: dict[str, Any]) -> None:
     import fiftyone as fo
 
-    from ssd.integrations.fiftyone_audit import CONFIRMED, FIXES_JSON, REVIEW_TAGS
+    from ssd.integrations.fiftyone.audit import CONFIRMED, FIXES_JSON, REVIEW_TAGS
 
     ds = fo.load_dataset("ssd-planted-test") if fo.dataset_exists("ssd-planted-test") else None
     if ds is None or not ds.has_sample_field("audit"):
-        from ssd.integrations.fiftyone_audit import build_audit_dataset
+        from ssd.integrations.fiftyone.audit import build_audit_dataset
 
         tmp = audit_env["tmp"]
         ds = build_audit_dataset(
@@ -524,7 +524,7 @@ def test_app_lists_and_opens_the_audit_views(
         pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
     from playwright.sync_api import expect, sync_playwright
 
-    from ssd.integrations.fiftyone_audit import read_review
+    from ssd.integrations.fiftyone.audit import read_review
 
     _clear_review(train_ds)
     name = train_ds.name

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from ssd.backbones.efficientnet_lite import EfficientNetLite0, load_lite0_weights
-from ssd.builder import build_model
 from ssd.config import ModelConfig
+from ssd.model.backbones.efficientnet_lite import EfficientNetLite0, load_lite0_weights
+from ssd.model.builder import build_model
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -225,7 +225,7 @@ def browse_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
 
 @pytest.fixture(scope="session")
 def browse_dataset(browse_env: dict[str, Any]) -> Any:
-    from ssd.integrations.fiftyone_browse import build_browse_dataset
+    from ssd.integrations.fiftyone.browse import build_browse_dataset
 
     return build_browse_dataset(browse_env["prepared"], "test", browse_env["reports"])
 
@@ -234,7 +234,7 @@ def browse_dataset(browse_env: dict[str, Any]) -> Any:
 def test_dataset_has_labels_evaluation_and_error_types(
     browse_env: dict[str, Any], browse_dataset: Any
 ) -> None:
-    from ssd.integrations.fiftyone_browse import ERROR_TYPES, error_type_counts
+    from ssd.integrations.fiftyone.browse import ERROR_TYPES, error_type_counts
 
     ds = browse_dataset
     coco = json.loads((browse_env["prepared"] / "test.json").read_text())
@@ -269,7 +269,7 @@ def test_dataset_has_labels_evaluation_and_error_types(
     ):
         assert path in flat, path
     # The view the App opens on shows the confident predictions; the dataset keeps all.
-    from ssd.integrations.fiftyone_browse import CONFIDENT_VIEW
+    from ssd.integrations.fiftyone.browse import CONFIDENT_VIEW
 
     confident = ds.load_saved_view(CONFIDENT_VIEW)
     threshold = ds.info["confidence_threshold"]
@@ -323,7 +323,7 @@ def test_saved_views_exist_and_show_what_they_say(browse_dataset: Any) -> None:
 
 
 def test_rebuilding_replaces_samples(browse_env: dict[str, Any], browse_dataset: Any) -> None:
-    from ssd.integrations.fiftyone_browse import build_browse_dataset
+    from ssd.integrations.fiftyone.browse import build_browse_dataset
 
     before = (len(browse_dataset), browse_dataset.count("predictions.detections"))
     browse_dataset.save_view("mine", browse_dataset.limit(1))
@@ -372,7 +372,7 @@ def test_app_shows_dataset_and_saved_views(
         pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
     from playwright.sync_api import expect, sync_playwright
 
-    from ssd.integrations.fiftyone_browse import SAVED_VIEWS
+    from ssd.integrations.fiftyone.browse import SAVED_VIEWS
 
     name = browse_dataset.name
     port = _free_port()

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ssd.cli import app
 from ssd.config import load_config
-from ssd.train import TrainingError, train
+from ssd.train.loop import TrainingError, train
 
 BASE = ("train.max_steps=6", "train.checkpoint_every_steps=2", "train.log_every=1")
 
@@ -242,7 +242,7 @@ def test_settings_that_cannot_change_within_a_run_are_refused_by_name(
 
 
 def test_pruning_keeps_the_newest_of_this_run_and_anything_it_cannot_read(tmp_path: Path) -> None:
-    from ssd.checkpoint import prune
+    from ssd.train.state import prune
 
     def folder(step: int, run: str | None) -> Path:
         path = tmp_path / f"step-{step:08d}"

@@ -57,8 +57,8 @@ def test_info_json_describes_ssd300() -> None:
 def test_info_table_is_readable() -> None:
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0
-    from ssd.builder import describe_model
     from ssd.config import load_config
+    from ssd.model.builder import describe_model
 
     expected = describe_model(load_config("params.yaml").model)["num_priors"]
     assert "num_priors" in result.output and str(expected) in result.output
@@ -94,17 +94,19 @@ def test_every_output_is_keyed_by_the_dataset_name() -> None:
 
 
 def test_priors_and_model_code_know_nothing_of_the_config() -> None:
-    """Config -> objects happens in ssd/builder.py only (no priors <-> model cycle)."""
+    """Config -> objects happens in ssd/model/builder.py only (no priors <-> model cycle)."""
     import ast
 
     from stage_code import REPO, imported_modules
 
-    for module in ("priors", "model", "loss", "postprocess", "heads", "boxes", "matching"):
-        tree = ast.parse((REPO / "ssd" / f"{module}.py").read_text())
+    for module in ("priors", "network", "loss", "postprocess", "heads", "boxes", "matching"):
+        tree = ast.parse((REPO / "ssd" / "model" / f"{module}.py").read_text())
         imports = imported_modules(tree.body)
         assert "ssd.config" not in imports, module
-        assert "ssd.builder" not in imports, module
-    assert "ssd.model" not in imported_modules(ast.parse((REPO / "ssd/priors.py").read_text()).body)
+        assert "ssd.model.builder" not in imports, module
+    assert "ssd.model.network" not in imported_modules(
+        ast.parse((REPO / "ssd/model/priors.py").read_text()).body
+    )
 
 
 @pytest.mark.parametrize("path", ["params.yaml", "configs/bccd.yaml", "configs/ssd300_vgg16.yaml"])

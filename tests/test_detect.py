@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from ssd.builder import build_model
 from ssd.cli import app
 from ssd.config import ModelConfig
-from ssd.detect import detect_paths, expand_inputs
-from ssd.inference import load_detector
-from ssd.weights import save_detector
+from ssd.infer.detect import detect_paths, expand_inputs
+from ssd.infer.detector import load_detector
+from ssd.model.builder import build_model
+from ssd.model.weights import save_detector
 
 NAMES = ["cell", "platelet", "other"]
 
@@ -164,8 +164,8 @@ def test_oversized_exotic_and_rotated_images(detector_dir, tmp_path) -> None:
 
 
 def test_labels_are_readable_where_boxes_overlap() -> None:
-    from ssd.detect import draw_detections
-    from ssd.drawing import class_color
+    from ssd.infer.detect import draw_detections
+    from ssd.infer.drawing import class_color
 
     image = torch.full((3, 200, 300), 255, dtype=torch.uint8)
     detection = {

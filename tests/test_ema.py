@@ -12,8 +12,8 @@ from test_train import overrides, tiny_data  # noqa: F401  (tiny_data is a fixtu
 from torch import nn
 
 from ssd.config import load_config
-from ssd.ema import ema_decay, weight_ema
-from ssd.train import train
+from ssd.train.ema import ema_decay, weight_ema
+from ssd.train.loop import train
 
 
 def test_decay_is_a_share_of_the_budget() -> None:
@@ -82,8 +82,8 @@ def test_training_with_ema_saves_and_validates_the_average(
 
 
 def test_a_nonfinite_average_is_never_checkpointed(tmp_path: Path) -> None:
-    from ssd.checkpoint import NonFiniteError, TrainState, save_checkpoint
     from ssd.config import ModelConfig
+    from ssd.train.state import NonFiniteError, TrainState, save_checkpoint
 
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -7,17 +7,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ssd.builder import build_model
 from ssd.cli import app
 from ssd.config import ModelConfig
-from ssd.export import (
+from ssd.infer.detector import load_detector, preprocess
+from ssd.infer.export import (
     export_detector,
     load_torchscript,
     postprocess_exported,
     read_onnx_metadata,
 )
-from ssd.inference import load_detector, preprocess
-from ssd.weights import save_detector
+from ssd.model.builder import build_model
+from ssd.model.weights import save_detector
 
 NAMES = ["cat", "dog", "bird"]
 BACKBONES = ["efficientnet_lite0", "vgg16"]

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms
 
-from ssd.builder import build_model
 from ssd.config import ModelConfig
-from ssd.fusion import fold_batchnorm
-from ssd.postprocess import grouped_nms
+from ssd.model.builder import build_model
+from ssd.model.fusion import fold_batchnorm
+from ssd.model.postprocess import grouped_nms
 
 
 def test_folded_batchnorm_gives_the_same_predictions() -> None:

@@ -16,10 +16,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ssd.builder import ModelError, build_model
 from ssd.cli import app
 from ssd.config import ConfigError, ModelConfig, load_config
-from ssd.weights import WeightsError, load_model, save_detector
+from ssd.model.builder import ModelError, build_model
+from ssd.model.weights import WeightsError, load_model, save_detector
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from data_builders import good_voc

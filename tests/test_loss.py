@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssd.loss import MultiBoxLoss
-from ssd.priors import default_boxes
+from ssd.model.loss import MultiBoxLoss
+from ssd.model.priors import default_boxes
 
 PRIORS = default_boxes([(8, 8), (4, 4), (2, 2), (1, 1)], [0.1, 0.3, 0.5, 0.7, 0.9], [[2.0]] * 4)
 A = PRIORS.shape[0]

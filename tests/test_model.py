@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from ssd.backbones.vgg import VGG16Backbone
-from ssd.builder import ModelError, build_model
 from ssd.config import ModelConfig
+from ssd.model.backbones.vgg import VGG16Backbone
+from ssd.model.builder import ModelError, build_model
 
 
 def test_vgg_backbone_follows_the_paper() -> None:
@@ -68,7 +68,7 @@ def test_input_too_small_names_the_key() -> None:
 
 
 def test_fine_map_adds_a_stride_8_map_and_leaves_the_others_unchanged() -> None:
-    from ssd.backbones.efficientnet_lite import EfficientNetLite0Backbone
+    from ssd.model.backbones.efficientnet_lite import EfficientNetLite0Backbone
 
     torch.manual_seed(0)
     plain = EfficientNetLite0Backbone(320).eval()

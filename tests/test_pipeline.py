@@ -254,12 +254,12 @@ CHANGES = [  # (a params.yaml key or a code file, the stages that read it)
     ("postprocess.nms_threshold", 0.3, {"evaluate", "register", "audit"}),
     ("evaluate.sample_images", 1, {"evaluate"}),
     ("tracking.champion_metric", "map50", {"register"}),
-    ("ssd/fusion.py", None, {"train", "evaluate", "register", "audit"}),  # validation too
+    ("ssd/model/fusion.py", None, {"train", "evaluate", "register", "audit"}),  # validation too
     ("ssd/evaluation/tide.py", None, {"evaluate", "register"}),
     ("ssd/data/sources/voc.py", None, {"prepare", "register"}),
-    ("ssd/integrations/fiftyone_browse.py", None, {"register"}),  # the model's code copy
+    ("ssd/integrations/fiftyone/browse.py", None, {"register"}),  # the model's code copy
     ("audit.min_score", 0.6, {"audit"}),
-    ("ssd/evaluation/audit.py", None, {"audit", "register"}),
+    ("ssd/audit/rank.py", None, {"audit", "register"}),
 ]
 
 

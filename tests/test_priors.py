@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from ssd.builder import build_priors, describe_model, feature_map_sizes
 from ssd.config import ModelConfig, PriorConfig
-from ssd.priors import default_boxes, paper_scales
+from ssd.model.builder import build_priors, describe_model, feature_map_sizes
+from ssd.model.priors import default_boxes, paper_scales
 
 
 def test_paper_scales_formula() -> None:

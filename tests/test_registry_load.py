@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd.builder import build_model
 from ssd.config import ModelConfig
-from ssd.weights import load_model, save_detector
+from ssd.model.builder import build_model
+from ssd.model.weights import load_model, save_detector
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ssd.backbones.efficientnet_lite import EfficientNetLite0Backbone
+from ssd.model.backbones.efficientnet_lite import EfficientNetLite0Backbone
 
 
 def _with_statistics(model: EfficientNetLite0Backbone) -> EfficientNetLite0Backbone:

@@ -10,11 +10,11 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_convert, box_iou
 
-from ssd.boxes import decode, encode
-from ssd.loss import MultiBoxLoss
-from ssd.matching import match, pad_targets
-from ssd.postprocess import PostProcessor
-from ssd.priors import default_boxes
+from ssd.model.boxes import decode, encode
+from ssd.model.loss import MultiBoxLoss
+from ssd.model.matching import match, pad_targets
+from ssd.model.postprocess import PostProcessor
+from ssd.model.priors import default_boxes
 
 # torchvision's ssd300_vgg16 default boxes (torchvision/models/detection/ssd.py)
 TV_RATIOS = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]

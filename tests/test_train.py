@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from ssd.config import load_config
 from ssd.data.prepare import prepare_dataset
-from ssd.train import TrainingError, train
+from ssd.train.loop import TrainingError, train
 
 SSD = [sys.executable, "-m", "ssd.cli"]
 
@@ -262,10 +262,10 @@ class _NanLossAt(torch.nn.Module):
 def test_epoch_averages_are_over_the_finite_steps_only(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ssd.train
+    import ssd.train.loop
 
-    real = ssd.train.build_loss
-    monkeypatch.setattr(ssd.train, "build_loss", lambda m, t: _NanLossAt(real(m, t), {3, 6}))
+    real = ssd.train.loop.build_loss
+    monkeypatch.setattr(ssd.train.loop, "build_loss", lambda m, t: _NanLossAt(real(m, t), {3, 6}))
     cfg = load_config(None, overrides(tiny_data, tmp_path / "avg", "train.log_every=1"))
     result = train(cfg, progress=False)
     assert result.nonfinite_steps == 2
@@ -366,7 +366,7 @@ def test_dvclive_writes_the_curves_and_summary_dvc_yaml_declares(tracked_run: di
 
 
 def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ssd.train as ssd_train
+    import ssd.train.loop as ssd_train
     from ssd.config import TrainConfig
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -392,7 +392,7 @@ def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_idle_cores_reads_the_machine() -> None:
-    from ssd.train import idle_cores
+    from ssd.train.loop import idle_cores
 
     idle = idle_cores(0.2)
     assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-6
@@ -475,7 +475,7 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
 def test_frozen_stem_blocks_keep_imagenet_weights_and_statistics(
     tiny_data: Path, tmp_path: Path
 ) -> None:
-    from ssd.builder import build_model
+    from ssd.model.builder import build_model
 
     sets = overrides(
         tiny_data,

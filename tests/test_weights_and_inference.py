@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from ssd.builder import build_model
 from ssd.config import ModelConfig, PostprocessConfig
-from ssd.inference import Detector, load_detector
-from ssd.weights import WeightsError, load_model, save_detector
+from ssd.infer.detector import Detector, load_detector
+from ssd.model.builder import build_model
+from ssd.model.weights import WeightsError, load_model, save_detector
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from torchvision.utils import make_grid
 from ssd.config import AugmentConfig
 from ssd.data.dataset import DetectionDataset
 from ssd.data.transforms import build_train_transforms
-from ssd.drawing import draw_boxes
+from ssd.infer.drawing import draw_boxes
 
 
 def write_augmentation_grid(

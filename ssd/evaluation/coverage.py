@@ -15,7 +15,7 @@ every change is kept only if the actual coverage rises.
 
 Boxes here are normalised: images are resized (not letterboxed) to the square network input,
 so a GT ``[x, y, w, h]`` in pixels becomes ``(cx/W, cy/H, w/W, h/H)``. Default boxes are
-``[A, 4]`` (cx, cy, w, h) in [0, 1] (see :func:`ssd.priors.build_priors`). Sizes (small /
+``[A, 4]`` (cx, cy, w, h) in [0, 1] (see :func:`ssd.model.priors.build_priors`). Sizes (small /
 medium / large) use the GT's area in original image pixels, as the COCO metrics do.
 """
 
@@ -209,7 +209,7 @@ def fit_prior_layout(
         scales: the current ``num_maps + 1`` scales.
         aspect_ratios: the current ratios per map (each ``r`` adds ``r`` and ``1/r``).
         make_priors: ``(scales, aspect_ratios) -> [A, 4]`` priors (e.g. built with
-            ``ssd.priors.default_boxes`` on the model's feature maps).
+            ``ssd.model.priors.default_boxes`` on the model's feature maps).
         iou_threshold: a box counts as covered at this best IoU.
         max_boxes: boxes used for fitting (a fixed random subset beyond that).
         seed: for the subset and k-means.

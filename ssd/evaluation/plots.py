@@ -19,9 +19,9 @@ from torchvision.ops import box_convert
 
 from ssd.data.images import read_image
 from ssd.data.prepared import SIZES
-from ssd.drawing import draw_boxes
 from ssd.evaluation.coco import CocoResult
 from ssd.evaluation.tide import ERROR_NAMES, ERROR_TYPES, TideResult
+from ssd.infer.drawing import draw_boxes
 
 GT_COLOR, TP_COLOR, FP_COLOR = "#2ca02c", "#1f77b4", "#d62728"
 
@@ -231,7 +231,7 @@ def draw_sample(
     path: Path,
 ) -> Path:
     """Draw GT (green) and detections (blue = true positive, red = error type) on one image,
-    each label on a filled background (:func:`ssd.drawing.draw_boxes`); detections' labels
+    each label on a filled background (:func:`ssd.infer.drawing.draw_boxes`); detections' labels
     are drawn over the ground truth's, the best score on top."""
     image = read_image(image_path)
     boxes, labels, colors, order = [], [], [], []

@@ -40,9 +40,9 @@ from ssd.evaluation.confusion import confusion_matrix, f1_curve
 from ssd.evaluation.coverage import best_prior_iou, coverage_summary, gt_boxes_normalised
 from ssd.evaluation.errors import EvaluationError
 from ssd.evaluation.inputs import check_class_names, check_detections
-from ssd.evaluation.predict import predict_split
 from ssd.evaluation.tide import TideResult, tide_evaluate
 from ssd.evaluation.voc import voc_evaluate
+from ssd.infer.predict import predict_split
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def evaluate_model(
     path = Path(model_path)
     if not path.exists():
         raise EvaluationError(f"detector '{path}' does not exist; train first (`ssd train`)")
-    from ssd.inference import load_detector  # the model side is only needed here
+    from ssd.infer.detector import load_detector  # the model side is only needed here
 
     postprocess = postprocess or PostprocessConfig()
     detector = load_detector(path, device=device, postprocess=postprocess)

@@ -44,7 +44,7 @@ def suggest_priors(
     "suggested"}`` layouts with their prior counts and ``coverage[split] = {"current",
     "suggested"}`` summaries (:func:`ssd.evaluation.coverage.coverage_summary`).
     """
-    from ssd.builder import prior_layout
+    from ssd.model.builder import prior_layout
 
     layout = prior_layout(model_cfg)
     scales, ratios, maps = layout.scales, layout.aspect_ratios, layout.feature_maps

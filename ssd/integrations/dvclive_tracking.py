@@ -1,4 +1,4 @@
-"""dvclive as a :class:`ssd.tracking.Tracker`: training curves where DVC users look.
+"""dvclive as a :class:`ssd.train.tracking.Tracker`: training curves where DVC users look.
 
 Every metric ``ssd train`` logs (loss parts, learning rate, images/s per ``log_every``
 steps; epoch averages and validation mAP per epoch) goes to

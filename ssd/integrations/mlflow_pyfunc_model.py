@@ -19,7 +19,7 @@ from mlflow.pyfunc import PythonModel
 class SSDDetectorModel(PythonModel):
     def load_context(self, context: Any) -> None:
         from ssd.config import PostprocessConfig
-        from ssd.inference import load_detector
+        from ssd.infer.detector import load_detector
 
         settings = PostprocessConfig.model_validate(dict(context.model_config or {}))
         if isinstance(settings.detect_score_threshold, str):  # resolved when registered

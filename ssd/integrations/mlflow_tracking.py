@@ -1,4 +1,4 @@
-"""MLflow as a :class:`ssd.tracking.Tracker`, and the tracked ``train`` stage.
+"""MLflow as a :class:`ssd.train.tracking.Tracker`, and the tracked ``train`` stage.
 
 If the tracking server cannot be reached, :func:`start_mlflow_run` warns once and returns
 None: training goes on and its metrics stay in the local ``metrics.jsonl``.
@@ -122,8 +122,8 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
     from ssd.data.prepared import PreparedSplit
     from ssd.integrations.mlflow_model import log_detector_model
     from ssd.provenance import describe_run
-    from ssd.tracking import fan_out
-    from ssd.train import StopSignals, TrainingStopped, train
+    from ssd.train.loop import StopSignals, TrainingStopped, train
+    from ssd.train.tracking import fan_out
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
     tracker = None

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ssd.data.images import ImageReadError, image_from_array, read_image
-from ssd.inference import Detector
+from ssd.infer.detector import Detector
 
 COLUMNS = ["image", "label", "score", "x1", "y1", "x2", "y2"]
 DATA_URI = "data:image/"

@@ -25,7 +25,7 @@ from ssd.data.dataset import DetectionDataset
 from ssd.data.images import read_image
 from ssd.data.prepare import prepare_dataset
 from ssd.data.prepared import SPLITS, PreparedSplit
-from ssd.evaluation.predict import predict_split
+from ssd.infer.predict import predict_split
 
 
 def _all(out, key: str) -> list:

@@ -1,4 +1,4 @@
-"""The label audit (``ssd.evaluation.audit``): its rules on hand-made images, its ranking on a
+"""The label audit (``ssd.audit.rank``): its rules on hand-made images, its ranking on a
 generated dataset with planted label mistakes (``tests/audit_cases.py``), the fixes, and
 the files ``run_audit`` writes.
 
@@ -21,8 +21,7 @@ import pytest
 import torch
 from audit_cases import CLASSES, planted_case, planted_key, recall_at_k, write_prepared_case
 
-from ssd.data.prepared import PreparedSplit
-from ssd.evaluation.audit import (
+from ssd.audit.rank import (
     KINDS,
     AuditOptions,
     Suspect,
@@ -30,7 +29,8 @@ from ssd.evaluation.audit import (
     audit_labels,
     find_suspects,
 )
-from ssd.evaluation.audit_report import audit_summary, load_audit, run_audit
+from ssd.audit.report import audit_summary, load_audit, run_audit
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.voc import voc_evaluate
 
 PER_KIND = 15
@@ -257,11 +257,11 @@ def test_run_audit_writes_json_csv_crops_and_grid(tmp_path: Path) -> None:
 
 def test_audit_model_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
     """The stage's glue: load the detector, check its classes, predict, audit, write."""
-    from ssd.builder import build_model
+    from ssd.audit.report import audit_model
     from ssd.config import ModelConfig, PostprocessConfig
-    from ssd.evaluation.audit_report import audit_model
     from ssd.evaluation.errors import EvaluationError
-    from ssd.weights import save_detector
+    from ssd.model.builder import build_model
+    from ssd.model.weights import save_detector
 
     case = planted_case(seed=1, num_images=4, per_kind=1)
     split = PreparedSplit.load(write_prepared_case(tmp_path / "prepared", case), "test")

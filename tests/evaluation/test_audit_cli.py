@@ -13,10 +13,10 @@ import torch
 from audit_cases import CLASSES, planted_case, write_prepared_case
 from typer.testing import CliRunner
 
+from ssd.audit.rank import KINDS, AuditOptions
+from ssd.audit.report import audit_options
 from ssd.cli import app
 from ssd.config import AuditConfig, ConfigError, load_config
-from ssd.evaluation.audit import KINDS, AuditOptions
-from ssd.evaluation.audit_report import audit_options
 
 runner = CliRunner()
 
@@ -37,9 +37,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A prepared dataset ``planted`` (test split: 12 images with planted label mistakes),
     the detections of a decent detector on it, and an untrained detector saved where
     ``ssd train`` puts it."""
-    from ssd.builder import build_model
     from ssd.config import ModelConfig
-    from ssd.weights import save_detector
+    from ssd.model.builder import build_model
+    from ssd.model.weights import save_detector
 
     tmp = tmp_path_factory.mktemp("audit-cli")
     case = planted_case(seed=0, num_images=12, per_kind=3)

@@ -11,10 +11,10 @@ import torch
 from eval_cases import write_prepared
 from typer.testing import CliRunner
 
-from ssd.builder import build_model
 from ssd.cli import app
 from ssd.config import ModelConfig
-from ssd.weights import save_detector
+from ssd.model.builder import build_model
+from ssd.model.weights import save_detector
 
 runner = CliRunner()
 NAMES = ["cat", "dog"]
@@ -82,6 +82,6 @@ def test_detect_and_export_use_the_postprocess_section(project, tmp_path) -> Non
         app, ["export", "--model", str(project["detector"]), "--out", str(onnx), *sets]
     )
     assert res.exit_code == 0, res.output
-    from ssd.export import read_onnx_metadata
+    from ssd.infer.export import read_onnx_metadata
 
     assert read_onnx_metadata(onnx)["nms_threshold"] == 0.3

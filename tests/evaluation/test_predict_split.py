@@ -9,8 +9,8 @@ from eval_cases import write_prepared
 
 from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.errors import EvaluationError
-from ssd.evaluation.predict import predict_split
 from ssd.evaluation.run import evaluate_model
+from ssd.infer.predict import predict_split
 
 
 class FakeDetector:
@@ -52,10 +52,10 @@ def test_fake_detector_results_are_coco(prepared) -> None:
 
 
 def test_real_detector_end_to_end(prepared, tmp_path) -> None:
-    inference = pytest.importorskip("ssd.inference")
-    from ssd.builder import build_model
+    inference = pytest.importorskip("ssd.infer.detector")
     from ssd.config import ModelConfig
-    from ssd.weights import save_detector
+    from ssd.model.builder import build_model
+    from ssd.model.weights import save_detector
 
     torch.manual_seed(0)
     cfg = ModelConfig(backbone="efficientnet_lite0", input_size=128, backbone_weights=None)

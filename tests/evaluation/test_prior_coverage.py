@@ -57,7 +57,7 @@ def test_kmeans_iou_finds_two_shapes() -> None:
 
 def _grid_priors(scales: list[float], ratios: list[list[float]]) -> torch.Tensor:
     """A tiny SSD-style generator (maps 16x16 and 8x8) for the test: squares s_k and
-    sqrt(s_k s_k+1), then (r, 1/r) per ratio. The project's own is ssd.priors.default_boxes."""
+    sqrt(s_k s_k+1), then (r, 1/r) per ratio (the project's: ssd.model.priors.default_boxes)."""
     boxes = []
     for k, f in enumerate((16, 8)):
         sizes = [(scales[k], scales[k]), (math.sqrt(scales[k] * scales[k + 1]),) * 2]

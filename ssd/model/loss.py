@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssd.boxes import encode
-from ssd.matching import match, pad_targets
+from ssd.model.boxes import encode
+from ssd.model.matching import match, pad_targets
 
 
 class MultiBoxLoss(nn.Module):

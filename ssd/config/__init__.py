@@ -290,7 +290,7 @@ class TrainConfig(_Section):
     )
     ema: bool = Field(
         True,
-        description="keep an exponential moving average of the weights (ssd/ema.py); "
+        description="keep an exponential moving average of the weights (ssd/train/ema.py); "
         "validation, best/ and the final detector use the average",
     )
     ema_span: float = Field(
@@ -377,7 +377,7 @@ class EvaluateConfig(_Section):
 
 class AuditConfig(_Section):
     """``ssd audit``: rank the labels a detector says are probably wrong (missing, wrong class,
-    loose, spurious; :mod:`ssd.evaluation.audit`); ``ssd audit-export`` writes the confirmed
+    loose, spurious; :mod:`ssd.audit.rank`); ``ssd audit-export`` writes the confirmed
     fixes as a new dataset. Needs weak detections: ``postprocess.score_threshold`` must not
     exceed ``background_score`` (0.01, the default, is right)."""
 

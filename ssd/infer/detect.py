@@ -13,7 +13,7 @@ skipped and listed with the reason, never fatal. Writes into ``out_dir``:
 - ``summary.json``: the images (id, file name, size, number of detections), the
   categories, the skipped files with their reasons, and the settings used.
 - ``annotated/<file name>``: each image with its boxes drawn and class name and score on a
-  filled label above each box (:func:`ssd.drawing.draw_boxes`).
+  filled label above each box (:func:`ssd.infer.drawing.draw_boxes`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from torchvision.io import write_jpeg, write_png
 from tqdm import tqdm
 
 from ssd.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
-from ssd.drawing import class_color, draw_boxes
-from ssd.inference import Detector
+from ssd.infer.detector import Detector
+from ssd.infer.drawing import class_color, draw_boxes
 
 CSV_COLUMNS = [
     "image_id",
@@ -147,7 +147,7 @@ def detect_paths(
     """Detect on every image in ``inputs``; write the files described in the module docstring.
 
     Args:
-        detector: the loaded detector (:func:`ssd.inference.load_detector`).
+        detector: the loaded detector (:func:`ssd.infer.detector.load_detector`).
         inputs: files, folders and glob patterns.
         out_dir: output folder (created).
         batch_size: images per forward pass.

@@ -2,7 +2,7 @@
 
 For each feature map, a small convolution predicts ``k (C + 1)`` class scores and ``k 4``
 box offsets per location (``k`` default boxes, class 0 = background). Outputs of all maps
-are concatenated in the order of :func:`ssd.priors.default_boxes`: map, row, column, box.
+are concatenated in the order of :func:`ssd.model.priors.default_boxes`: map, row, column, box.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 :class:`SSD` is assembled from collaborators passed in (a backbone returning feature maps,
 a head, the default boxes); its ``forward`` returns raw predictions only. The loss
-(:mod:`ssd.loss`) and the post-processing (:mod:`ssd.postprocess`) are separate;
-:mod:`ssd.builder` maps the config to all of them.
+(:mod:`ssd.model.loss`) and the post-processing (:mod:`ssd.model.postprocess`) are separate;
+:mod:`ssd.model.builder` maps the config to all of them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ssd.heads import SSDHead
+from ssd.model.heads import SSDHead
 
 
 class SSD(nn.Module):
@@ -24,7 +24,7 @@ class SSD(nn.Module):
         priors: ``[A, 4]`` default boxes (cx, cy, w, h) in [0, 1], in the head's order.
         input_size: side of the square network input.
         variances: box-coding variances ``(center, size)`` the offsets are scaled by
-            (:mod:`ssd.boxes`); the loss and the post-processing take them from here.
+            (:mod:`ssd.model.boxes`); the loss and the post-processing take them from here.
     """
 
     priors: Tensor
@@ -53,7 +53,7 @@ class SSD(nn.Module):
         """Raw predictions for images ``[N, 3, S, S]``, float in [0, 1] (not normalised).
 
         Returns class logits ``[N, A, C+1]`` (0 = background) and box offsets ``[N, A, 4]``
-        relative to ``self.priors`` (variances applied, see :mod:`ssd.boxes`).
+        relative to ``self.priors`` (variances applied, see :mod:`ssd.model.boxes`).
         """
         x = (images - self.mean) / self.std
         return self.head(self.backbone(x))

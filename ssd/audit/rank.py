@@ -27,13 +27,13 @@ or mislabelled. A GT box is a ``wrong_class`` or a ``loose`` suspect, never both
 
 A suspect is not a verdict: a hard object the model misses looks like a spurious label, a
 model error looks like a missing label. The audit orders the review; a person decides
-(see :mod:`ssd.integrations.fiftyone_audit`). :func:`apply_fixes` then writes the
+(see :mod:`ssd.integrations.fiftyone.audit`). :func:`apply_fixes` then writes the
 confirmed fixes into a COCO dict.
 
 Matching is vectorised per image with :func:`torchvision.ops.box_iou` (no Python loop over
 boxes). Pure: no file, no MLOps tool. Inputs are the COCO dict that ``ssd prepare`` writes
 and COCO results (``ssd.evaluation.inputs``). FiftyOne's ``compute_mistakenness`` and why
-this module does its own ranking: :mod:`ssd.integrations.fiftyone_audit`.
+this module does its own ranking: :mod:`ssd.integrations.fiftyone.audit`.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ FIX_ACTIONS: dict[str, str] = {
 class AuditOptions:
     """Thresholds of the audit; defaults fit a detector whose post-processing keeps scores
     down to 0.01 (``postprocess.score_threshold``), as SSD's does; built from the
-    ``audit`` config section by :func:`ssd.evaluation.audit_report.audit_options`.
+    ``audit`` config section by :func:`ssd.audit.report.audit_options`.
 
     Attributes:
         min_score: a detection is *confident* at this score or above; only confident
@@ -118,7 +118,7 @@ class Suspect:
             ``spurious``, whose ``model_score`` is the best score of any detection near it).
         iou: IoU of ``box`` and ``model_box``; for ``missing`` the detection's largest IoU
             with any GT box.
-        thumbnail: crop image written by :mod:`ssd.evaluation.audit_report` (relative to
+        thumbnail: crop image written by :mod:`ssd.audit.report` (relative to
             the report folder), or ``None``.
 
     Confirming a suspect means (:func:`apply_fixes`): ``missing`` – add ``model_box`` as

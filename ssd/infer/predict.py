@@ -2,7 +2,7 @@
 
 The detector is anything with ``predict(images: list[uint8 Tensor [3, H, W]]) -> list[dict]``
 returning ``{"boxes": [K, 4] XYXY in the original image pixels, "scores": [K],
-"labels": [K] in 1..C}`` (:class:`ssd.inference.Detector`). Images are read with
+"labels": [K] in 1..C}`` (:class:`ssd.infer.detector.Detector`). Images are read with
 :meth:`PreparedSplit.read_image` (the one image reader), as training reads them.
 """
 

@@ -1,7 +1,7 @@
 """Review the label audit in the FiftyOne App, and export the confirmed fixes as a corrected
 copy of the dataset in VOC, COCO or YOLO format (``ssd browse`` after ``ssd audit``).
 
-The loop: ``ssd audit`` ranks the suspects (:mod:`ssd.evaluation.audit`) → this module puts
+The loop: ``ssd audit`` ranks the suspects (:mod:`ssd.audit.rank`) → this module puts
 them on the split's FiftyOne dataset (:func:`build_audit_dataset`) → a person opens a saved
 view, e.g. ``possible-missing-labels``, and tags each suspect ``confirmed`` or
 ``dismissed`` → :func:`export_corrected` writes every split of the prepared dataset with
@@ -40,7 +40,7 @@ no score, whatever the detector saw there). So it fits wrong-class ranking (our
 below 0.95 confidence (an SSD rarely gets there), cannot see a box shifted to IoU < 0.5
 (that pair turns into one "missing" and one "spurious" flag), and cannot tell a
 spurious box on background from an object the detector found at IoU 0.4. Hence
-:mod:`ssd.evaluation.audit` ranks all four kinds itself (and runs without FiftyOne, in the
+:mod:`ssd.audit.rank` ranks all four kinds itself (and runs without FiftyOne, in the
 DVC stage), and this module also runs ``compute_mistakenness`` on the predictions scoring
 at least the audit's ``background_score`` (brain key ``mistakenness``: fields
 ``mistakenness``, ``mistakenness_loc``, ``possible_spurious`` on ground truth,
@@ -67,10 +67,10 @@ import fiftyone as fo
 import fiftyone.brain as fob
 from fiftyone import ViewField as F
 
+from ssd.audit.rank import KINDS, AuditResult, Suspect, apply_fixes
+from ssd.audit.report import AUDIT_DIR, AUDIT_JSON, DETECTIONS_JSON, load_audit
 from ssd.data.prepared import SPLITS, PreparedSplit
-from ssd.evaluation.audit import KINDS, AuditResult, Suspect, apply_fixes
-from ssd.evaluation.audit_report import AUDIT_DIR, AUDIT_JSON, DETECTIONS_JSON, load_audit
-from ssd.integrations.fiftyone_browse import BrowseError, build_browse_dataset, dataset_name
+from ssd.integrations.fiftyone.browse import BrowseError, build_browse_dataset, dataset_name
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def add_audit(
     Args:
         ds: a dataset of the audited split whose samples carry ``image_id`` and whose
             ``ground_truth`` objects carry ``annotation_id`` (what ``ssd browse`` builds).
-        result: the audit of that split (:func:`ssd.evaluation.audit_report.load_audit`).
+        result: the audit of that split (:func:`ssd.audit.report.load_audit`).
         review: decisions to restore, ``{suspect_id: tag}``; those already on ``ds`` are
             kept too (a re-run of the audit keeps the review of unchanged suspects).
         mistakenness: also run FiftyOne's ``compute_mistakenness`` (needs a
@@ -331,7 +331,7 @@ def build_audit_dataset(
 
     With ``reports_dir`` holding an evaluation of this split (``evaluation.json`` and
     ``errors/``), the dataset is the one ``ssd browse`` builds
-    (:func:`ssd.integrations.fiftyone_browse.build_browse_dataset`) plus the audit;
+    (:func:`ssd.integrations.fiftyone.browse.build_browse_dataset`) plus the audit;
     otherwise it holds the ground truth and the detections the audit used
     (``<audit_dir>/audit/detections.json``). Decisions (``confirmed`` / ``dismissed``) of
     suspects that are still suspects are kept across rebuilds.
@@ -341,7 +341,7 @@ def build_audit_dataset(
         split: the audited split.
         audit_dir: where ``ssd audit`` wrote ``audit.json`` (``reports/<data.name>``).
         reports_dir: where ``ssd evaluate`` wrote its reports, or ``None``.
-        name: dataset name; default :func:`ssd.integrations.fiftyone_browse.dataset_name`.
+        name: dataset name; default :func:`ssd.integrations.fiftyone.browse.dataset_name`.
         mistakenness: also run FiftyOne's ``compute_mistakenness``.
 
     Raises:
@@ -404,7 +404,7 @@ def load_review_dataset(prepared_dir: str | Path, split: str) -> fo.Dataset:
 
 def confirmed_suspects(ds: fo.Dataset) -> list[Suspect]:
     """The suspects tagged ``confirmed`` (and not ``dismissed``), with pixel boxes, as
-    :func:`ssd.evaluation.audit.apply_fixes` takes them. Read from the ``audit`` objects,
+    :func:`ssd.audit.rank.apply_fixes` takes them. Read from the ``audit`` objects,
     so the App is the record of the review."""
     out: list[Suspect] = []
     if not ds.has_sample_field(AUDIT_FIELD):

@@ -11,7 +11,7 @@ map by map, then row ``i`` (y), column ``j`` (x), then the boxes of one location
 order ``[s_k square, sqrt(s_k s_k+1) square, (r, 1/r) for each ratio r]``.
 All boxes are ``(cx, cy, w, h)`` normalised to [0, 1] of the network input.
 
-Pure functions of explicit arguments; :mod:`ssd.builder` maps the config to them.
+Pure functions of explicit arguments; :mod:`ssd.model.builder` maps the config to them.
 """
 
 from __future__ import annotations

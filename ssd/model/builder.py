@@ -1,9 +1,10 @@
 """Config -> objects, in one place (as detectron2's ``from_config``).
 
-Every component (:class:`~ssd.model.SSD`, the backbones, :func:`ssd.priors.default_boxes`,
-:class:`~ssd.loss.MultiBoxLoss`, :class:`~ssd.postprocess.PostProcessor`) takes explicit
-arguments and knows nothing of the config; the functions here read one config section
-each and build them. Config -> default boxes is written once: :func:`prior_layout`.
+Every component (:class:`~ssd.model.network.SSD`, the backbones,
+:func:`ssd.model.priors.default_boxes`, :class:`~ssd.model.loss.MultiBoxLoss`,
+:class:`~ssd.model.postprocess.PostProcessor`) takes explicit arguments and knows nothing
+of the config; the functions here read one config section each and build them.
+Config -> default boxes is written once: :func:`prior_layout`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ssd.backbones.efficientnet_lite import EfficientNetLite0Backbone, load_lite0_weights
-from ssd.backbones.vgg import VGG16Backbone
 from ssd.config import ModelConfig, PostprocessConfig, TrainConfig
-from ssd.heads import SSDHead
-from ssd.loss import MultiBoxLoss
-from ssd.model import SSD
-from ssd.postprocess import PostProcessor
-from ssd.priors import boxes_per_location, default_aspect_ratios, default_boxes, paper_scales
+from ssd.model.backbones.efficientnet_lite import EfficientNetLite0Backbone, load_lite0_weights
+from ssd.model.backbones.vgg import VGG16Backbone
+from ssd.model.heads import SSDHead
+from ssd.model.loss import MultiBoxLoss
+from ssd.model.network import SSD
+from ssd.model.postprocess import PostProcessor
+from ssd.model.priors import boxes_per_location, default_aspect_ratios, default_boxes, paper_scales
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,10 @@ then step or cosine decay), for CPU, one GPU (AMP, channels_last) or several (DD
 ``torchrun``).
 
 :func:`train` reads as the loop it runs: :func:`load_data`, :func:`build_state` (a
-:class:`~ssd.checkpoint.TrainState`), :func:`resume_from` on ``--resume``, then per epoch
+:class:`~ssd.train.state.TrainState`), :func:`resume_from` on ``--resume``, then per epoch
 :func:`train_one_epoch` (steps, the non-finite policy, periodic checkpoints, the stop
 signal) and :func:`finish_epoch` (averages, validation, best/, a checkpoint), then the
-final detector. What a checkpoint holds is :mod:`ssd.checkpoint`'s business.
+final detector. What a checkpoint holds is :mod:`ssd.train.state`'s business.
 
 Never lose work:
 
@@ -21,7 +21,7 @@ Never lose work:
 - **Resume** takes the newest checkpoint that verifies and applies or refuses (naming the
   key) every setting that differs from the checkpoint's: :data:`RESUME_APPLIES`.
 
-MLflow is plugged in by the CLI through a :class:`~ssd.tracking.Tracker`, never imported here.
+MLflow is plugged in by the CLI through a :class:`~ssd.train.tracking.Tracker`, never imported here.
 """
 
 from __future__ import annotations
@@ -45,20 +45,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ssd.builder import build_loss, build_model
-from ssd.checkpoint import (
-    CheckpointError,
-    NonFiniteError,
-    TrainState,
-    find_checkpoint,
-    require_finite,
-    restore,
-    save_checkpoint,
-)
 from ssd.config import Config, ModelConfig, TrainConfig, flatten
 from ssd.data.dataset import DetectionDataset, collate_detections
 from ssd.data.prepared import PreparedSplit
-from ssd.distributed import (
+from ssd.infer.detector import Detector, resolve_device
+from ssd.model.builder import build_loss, build_model
+from ssd.model.loss import MultiBoxLoss
+from ssd.model.network import SSD
+from ssd.model.weights import save_detector
+from ssd.train.distributed import (
     DistEnv,
     any_rank,
     average_buffers,
@@ -67,12 +62,17 @@ from ssd.distributed import (
     reduce_mean,
     shutdown,
 )
-from ssd.ema import ema_decay, weight_ema
-from ssd.inference import Detector, resolve_device
-from ssd.loss import MultiBoxLoss
-from ssd.model import SSD
-from ssd.tracking import JsonlTracker, Tracker, fan_out
-from ssd.weights import save_detector
+from ssd.train.ema import ema_decay, weight_ema
+from ssd.train.state import (
+    CheckpointError,
+    NonFiniteError,
+    TrainState,
+    find_checkpoint,
+    require_finite,
+    restore,
+    save_checkpoint,
+)
+from ssd.train.tracking import JsonlTracker, Tracker, fan_out
 
 log = logging.getLogger(__name__)
 
@@ -848,7 +848,7 @@ def validate(
     training never depends on the ``postprocess`` section.
     """
     from ssd.evaluation.coco import coco_evaluate
-    from ssd.evaluation.predict import predict_split
+    from ssd.infer.predict import predict_split
 
     if not split.images:
         return {}

@@ -18,9 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ssd.builder import build_model
 from ssd.config import MOVED_KEYS, ModelConfig
-from ssd.model import SSD
+from ssd.model.builder import build_model
+from ssd.model.network import SSD
 
 # 2: the post-processing and loss keys left the model config (they live in the postprocess
 # and train sections); a version-1 model.json still loads, those keys are dropped.
@@ -138,7 +138,7 @@ def _read_weights(weights: Path) -> dict[str, Tensor]:
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise WeightsError(
             f"'{weights}' is not a readable safetensors file ({first}); it may be truncated "
-            "or another format: save detectors with ssd train (or ssd.weights.save_detector)"
+            "or another format: save detectors with ssd train (or ssd.model.weights.save_detector)"
         ) from None
 
 

@@ -3,7 +3,7 @@ nothing, and found and verified again on ``--resume``.
 
 A checkpoint is a directory ``<models>/checkpoints/step-NNNNNNNN/`` holding
 
-- ``model.safetensors`` + ``model.json``: the detector (see :mod:`ssd.weights`);
+- ``model.safetensors`` + ``model.json``: the detector (see :mod:`ssd.model.weights`);
 - ``state.pt``: :meth:`TrainState.state_dict`, everything else a run needs to continue
   exactly (optimizer, scheduler, grad scaler, RNG states, counters). It holds only tensors
   and plain Python values and is read with ``torch.load(weights_only=True)``: no code is
@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from ssd.config import ModelConfig
-from ssd.model import SSD
-from ssd.weights import WeightsError, read_meta, save_detector
+from ssd.model.network import SSD
+from ssd.model.weights import WeightsError, read_meta, save_detector
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    ema: AveragedModel | None = None  # train.ema: the weight average (ssd/ema.py)
+    ema: AveragedModel | None = None  # train.ema: the weight average (ssd/train/ema.py)
     step: int = 0  # steps taken, skipped non-finite ones included (the scheduler's count)
     epoch: int = 0  # epochs completed
     batches_done: int = 0  # batches of the current epoch already taken (per process)

@@ -3,7 +3,7 @@
 The exported graph is :class:`ExportWrapper`: the network, the softmax and the box decoding.
 
 - Input ``images``: float32 ``[N, 3, S, S]``, RGB in [0, 1], each image resized to ``S x S``
-  (bilinear with antialias, no letterbox; see :func:`ssd.inference.preprocess`). The
+  (bilinear with antialias, no letterbox; see :func:`ssd.infer.detector.preprocess`). The
   ImageNet normalisation is inside the graph. ``N`` is dynamic.
 - Output ``boxes``: ``[N, A, 4]`` (x1, y1, x2, y2) in the pixels of the ``S x S`` input,
   clipped to it. Multiply x by ``W / S`` and y by ``H / S`` for an ``H x W`` image.
@@ -11,8 +11,8 @@ The exported graph is :class:`ExportWrapper`: the network, the softmax and the b
   column; column ``j`` is class ``j + 1``, named ``class_names[j]``.
 
 **Non-maximum suppression is left to the caller** (it is not in the graph): apply the
-per-class top-k, score threshold and NMS of :mod:`ssd.postprocess`, for example with
-:func:`postprocess_exported`, which reproduces the eager :class:`~ssd.inference.Detector`'s
+per-class top-k, score threshold and NMS of :mod:`ssd.model.postprocess`, for example with
+:func:`postprocess_exported`, which reproduces the eager :class:`~ssd.infer.detector.Detector`'s
 detections from these two outputs. The post-processing settings (the ``postprocess``
 section at export time) travel in the metadata, so a consumer needs nothing else.
 
@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssd.boxes import decode
 from ssd.config import ModelConfig, PostprocessConfig
-from ssd.model import SSD
-from ssd.postprocess import select_detections
+from ssd.model.boxes import decode
+from ssd.model.network import SSD
+from ssd.model.postprocess import select_detections
 
 ExportFormat = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -241,12 +241,12 @@ def export_detector(
     out: str | Path | None = None,
     postprocess: PostprocessConfig | None = None,
 ) -> Path:
-    """Export the detector saved at ``detector_path`` (see :mod:`ssd.weights`) to ``out``,
+    """Export the detector saved at ``detector_path`` (see :mod:`ssd.model.weights`) to ``out``,
     with the inference settings ``postprocess`` (None: the paper's) in its metadata.
 
     ``out`` defaults to ``<detector dir>/model.onnx`` or ``model.torchscript.pt``.
     """
-    from ssd.weights import load_model
+    from ssd.model.weights import load_model
 
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -270,7 +270,7 @@ def postprocess_exported(
     candidates_per_class: int = 400,
     detections_per_image: int = 200,
 ) -> list[dict[str, Tensor]]:
-    """Reference post-processing of the exported outputs, the same as :mod:`ssd.postprocess`.
+    """Reference post-processing of the exported outputs, the same as :mod:`ssd.model.postprocess`.
 
     Per image and class: the ``candidates_per_class`` best scores above ``score_threshold``,
     per-class NMS at ``nms_threshold``, then the best ``detections_per_image``.

@@ -1,6 +1,6 @@
 """Running a detector on images of any size: resize, forward, post-process, rescale.
 
-:class:`Detector` bundles a model with its :class:`~ssd.postprocess.PostProcessor` and
+:class:`Detector` bundles a model with its :class:`~ssd.model.postprocess.PostProcessor` and
 class names; boxes come back in each image's own pixels.
 """
 
@@ -13,10 +13,10 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
-from ssd.builder import build_postprocessor
 from ssd.config import PostprocessConfig
-from ssd.fusion import fold_batchnorm
-from ssd.model import SSD
+from ssd.model.builder import build_postprocessor
+from ssd.model.fusion import fold_batchnorm
+from ssd.model.network import SSD
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -92,9 +92,9 @@ class Detector:
 def load_detector(
     path: str | Path, device: str = "auto", postprocess: PostprocessConfig | None = None
 ) -> Detector:
-    """Load a detector saved by :func:`ssd.weights.save_detector` (no pickle), with the
+    """Load a detector saved by :func:`ssd.model.weights.save_detector` (no pickle), with the
     inference settings ``postprocess`` (None: the paper's)."""
-    from ssd.weights import load_model
+    from ssd.model.weights import load_model
 
     model, _, names = load_model(path)
     return Detector(model, names, postprocess, device)

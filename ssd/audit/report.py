@@ -1,5 +1,5 @@
 """The ``ssd audit`` stage: run a detector on a split, rank the probable label mistakes
-(:mod:`ssd.evaluation.audit`) and write them out.
+(:mod:`ssd.audit.rank`) and write them out.
 
 :func:`run_audit` takes COCO results from anywhere; :func:`audit_model` runs a detector
 first; :func:`audit_from_config` is the stage (CLI, DVC, Prefect) and :func:`audit_options`
@@ -8,7 +8,7 @@ the one place the ``audit`` config section becomes :class:`AuditOptions`. Output
 
 * ``audit.json`` – the split, the thresholds, the ``postprocess`` settings of the detector
   run, counts per kind and every suspect
-  (:meth:`ssd.evaluation.audit.Suspect.to_dict`: ``id``, ``kind``, ``score``, ``rank``,
+  (:meth:`ssd.audit.rank.Suspect.to_dict`: ``id``, ``kind``, ``score``, ``rank``,
   ``image_id``, ``file_name``, ``box`` ``[x, y, w, h]`` pixels, ``label``,
   ``annotation_id``, ``model_label``, ``model_box``, ``model_score``, ``iou``, ``fix``,
   ``thumbnail``), by kind, most probable first.
@@ -18,7 +18,7 @@ the one place the ``audit`` config section becomes :class:`AuditOptions`. Output
   red (``missing``: the model's box only).
 * ``audit/top_suspects.png`` – a grid, one row per kind, of the most probable suspects.
 * ``audit/detections.json`` – the checked detections the audit used (COCO results), so
-  the FiftyOne review (:mod:`ssd.integrations.fiftyone_audit`) and a re-run with other
+  the FiftyOne review (:mod:`ssd.integrations.fiftyone.audit`) and a re-run with other
   thresholds need no model.
 
 No MLOps tool is imported here.
@@ -44,11 +44,7 @@ from torchvision.io import write_png
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes
 
-from ssd.config import AuditConfig, Config, PostprocessConfig
-from ssd.data.errors import DataError
-from ssd.data.images import ImageReadError, read_image
-from ssd.data.prepared import PreparedSplit
-from ssd.evaluation.audit import (
+from ssd.audit.rank import (
     KIND_DESCRIPTIONS,
     KINDS,
     AuditOptions,
@@ -56,6 +52,10 @@ from ssd.evaluation.audit import (
     Suspect,
     audit_labels,
 )
+from ssd.config import AuditConfig, Config, PostprocessConfig
+from ssd.data.errors import DataError
+from ssd.data.images import ImageReadError, read_image
+from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.errors import EvaluationError
 from ssd.evaluation.inputs import check_class_names, check_detections
 
@@ -397,8 +397,8 @@ def audit_model(
             "detections to tell a spurious box from a hard object; use "
             "--set postprocess.score_threshold=0.01 (the default)"
         )
-    from ssd.evaluation.predict import predict_split
-    from ssd.inference import load_detector  # the model side is only needed here
+    from ssd.infer.detector import load_detector  # the model side is only needed here
+    from ssd.infer.predict import predict_split
 
     detector = load_detector(path, device=device, postprocess=postprocess)
     check_class_names(list(detector.class_names), split)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
 
-from ssd.boxes import decode
+from ssd.model.boxes import decode
 
 
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
