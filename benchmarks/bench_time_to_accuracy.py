@@ -6,7 +6,7 @@ At the end of every epoch, timed apart from training, the weights are evaluated 
 test split with the project's COCO evaluation (the paper's post-processing, as
 validation uses). The reference is torchvision's SSDLite, from scratch like ours when
 no ImageNet weights are on the machine (no download ever), fed the same augmented
-batches (``ssd.train.loop.make_loader``, same input size, batch size and number of epochs),
+batches (``ssd.train.sampling.make_loader``, same input size, batch size and number of epochs),
 with torchvision's own recipe for it (``references/detection``: SGD momentum 0.9, lr 0.15
 for a batch of 192 scaled linearly to ours, weight decay 4e-5, linear warm-up over the
 first epoch, cosine decay), and evaluated the same way at the end of every epoch.
@@ -45,6 +45,7 @@ from ssd.evaluation.coco import coco_evaluate
 from ssd.evaluation.voc import voc_evaluate
 from ssd.infer.predict import predict_split
 from ssd.train.distributed import DistEnv
+from ssd.train.sampling import make_loader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,7 +176,7 @@ def train_torchvision(cfg: Any, test: PreparedSplit, recipe: str) -> list[dict[s
     for epoch in range(t.epochs):
         t0 = time.perf_counter()
         model.train()
-        for images, targets in ssd_train.make_loader(data.train, t, epoch, DistEnv(), 0, False):
+        for images, targets in make_loader(data.train, t, epoch, DistEnv(), 0, False):
             losses = model(
                 list(images),
                 [

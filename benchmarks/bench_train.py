@@ -44,7 +44,7 @@ from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_l
 from ssd.config import ModelConfig, TrainConfig
 from ssd.model.builder import build_loss, build_model, build_postprocessor
 from ssd.model.fusion import fold_batchnorm
-from ssd.train.loop import freeze_backbone_parts, set_train_mode
+from ssd.train.optim import freeze_backbone_parts, set_train_mode
 
 LITE0 = ModelConfig(
     backbone="efficientnet_lite0",

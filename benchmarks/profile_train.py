@@ -41,7 +41,7 @@ from torch.profiler import ProfilerActivity, profile
 from ssd.config import load_config
 from ssd.model.builder import build_loss, build_model
 from ssd.model.network import SSD
-from ssd.train.loop import freeze_backbone_parts, set_train_mode
+from ssd.train.optim import freeze_backbone_parts, set_train_mode
 
 PREFIX = "part:"
 

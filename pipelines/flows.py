@@ -27,7 +27,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from ssd.config import ConfigError, load_config, parse_override
+from ssd.config import load_config, parse_override
+from ssd.errors import ConfigError
 from ssd.integrations.env import configure_offline_defaults
 
 configure_offline_defaults()

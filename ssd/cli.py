@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from ssd.config import Config, ConfigError, load_config
+from ssd.config import Config, load_config
+from ssd.errors import ConfigError
 
 app = typer.Typer(
     name="ssd",
@@ -59,7 +60,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Describe the configured model: feature maps, default boxes, parameters."""
-    from ssd.model.builder import ModelError, describe_model
+    from ssd.errors import ModelError
+    from ssd.model.builder import describe_model
 
     cfg = get_config(params, set_)
     try:
@@ -78,8 +80,8 @@ def info(
 @app.command()
 def prepare(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Turn the configured input (data.source, data.path) into data/prepared/<name>/."""
-    from ssd.data.errors import DataError
     from ssd.data.prepare import prepare_dataset
+    from ssd.errors import DataError
 
     cfg = get_config(params, set_)
     try:
@@ -106,8 +108,8 @@ def show_augmentations(
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
 ) -> None:
     """Write a PNG grid of augmented training samples with their boxes drawn."""
-    from ssd.data.errors import DataError
     from ssd.data.preview import write_augmentation_grid
+    from ssd.errors import DataError
 
     cfg = get_config(params, set_)
     try:
@@ -165,12 +167,9 @@ def evaluate(
     Writes metrics.json (COCO, VOC, TIDE errors, default-box coverage), pr_curves.csv,
     per-object error labels, plots and the worst images drawn.
     """
-    from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
-    from ssd.evaluation.errors import EvaluationError
+    from ssd.errors import DataError, EvaluationError, ModelError, WeightsError
     from ssd.evaluation.run import evaluate_from_config
-    from ssd.model.builder import ModelError
-    from ssd.model.weights import WeightsError
 
     if model is not None and detections is not None:
         fail("give one of --model PATH or --detections FILE, not both")
@@ -231,8 +230,7 @@ def suggest_priors_command(
     ] = None,
 ) -> None:
     """Fit default-box scales and aspect ratios to the training boxes; show the coverage gain."""
-    from ssd.data.errors import DataError
-    from ssd.evaluation.errors import EvaluationError
+    from ssd.errors import DataError, EvaluationError
     from ssd.evaluation.suggest import suggest_priors
 
     cfg = get_config(params, set_)
@@ -273,12 +271,9 @@ def train_cmd(
     import logging
     import os
 
-    from ssd.data.errors import DataError
+    from ssd.errors import DataError, ModelError, TrainingError, TrainingStopped, WeightsError
     from ssd.integrations.env import configure_offline_defaults
     from ssd.integrations.mlflow_tracking import tracked_train
-    from ssd.model.builder import ModelError
-    from ssd.model.weights import WeightsError
-    from ssd.train.loop import TrainingError, TrainingStopped
 
     configure_offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -309,8 +304,9 @@ def register_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -
     """Register the trained detector in the MLflow registry; move 'champion' if it is better."""
     import logging
 
+    from ssd.errors import RegistryError
     from ssd.integrations.env import configure_offline_defaults
-    from ssd.integrations.registry import RegistryError, register_from_config
+    from ssd.integrations.registry import register_from_config
 
     configure_offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -343,7 +339,8 @@ ModelOpt = Annotated[
 
 def _local_detector(model: str, cfg: Config) -> Path:
     """The detector path for --model, downloading a models:/ URI from the MLflow registry."""
-    from ssd.integrations.registry_load import RegistryError, is_model_uri, resolve_detector
+    from ssd.errors import RegistryError
+    from ssd.integrations.registry_load import is_model_uri, resolve_detector
 
     if not is_model_uri(model):
         return Path(model)
@@ -382,10 +379,9 @@ def detect(
 
     Post-processing (NMS etc.) follows the postprocess section of --params / --set.
     """
-    from ssd.infer.detect import DetectError, detect_paths
+    from ssd.errors import DetectError, ModelError, WeightsError
+    from ssd.infer.detect import detect_paths
     from ssd.infer.detector import load_detector
-    from ssd.model.builder import ModelError
-    from ssd.model.weights import WeightsError
 
     if fmt not in ("json", "csv"):
         fail(f"--format must be json or csv, got '{fmt}'")
@@ -453,9 +449,8 @@ def export_cmd(
     postprocess section of --params / --set) as metadata; see ssd/infer/export.py for the inputs,
     outputs and the reference post-processing.
     """
-    from ssd.infer.export import FORMATS, ExportError, export_detector
-    from ssd.model.builder import ModelError
-    from ssd.model.weights import WeightsError
+    from ssd.errors import ExportError, ModelError, WeightsError
+    from ssd.infer.export import FORMATS, export_detector
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -504,15 +499,14 @@ def browse(
     suspects, with the review tags kept), then serves the App until Ctrl-C.
     """
     from ssd.audit.report import audited_split
-    from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
-    from ssd.evaluation.errors import EvaluationError
+    from ssd.errors import DataError, EvaluationError
     from ssd.integrations.env import configure_offline_defaults
 
     configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
+    from ssd.errors import BrowseError
     from ssd.integrations.fiftyone.audit import build_audit_dataset
     from ssd.integrations.fiftyone.browse import (
-        BrowseError,
         app_url,
         build_browse_dataset,
         error_type_counts,
@@ -605,9 +599,8 @@ def audit(
     (audit/top_suspects.png). Review them in the App (`ssd browse`), then `ssd audit-export`.
     """
     from ssd.audit.report import audit_from_config, audit_summary
-    from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
-    from ssd.evaluation.errors import EvaluationError
+    from ssd.errors import DataError, EvaluationError
 
     if model is not None and detections is not None:
         fail("give one of --model PATH or --detections FILE, not both")
@@ -670,18 +663,18 @@ def audit_export(
     from collections import Counter
 
     from ssd.config import RAW_ROOT
-    from ssd.data.errors import DataError
     from ssd.data.prepared import SPLITS
+    from ssd.errors import DataError
     from ssd.integrations.env import configure_offline_defaults
 
     configure_offline_defaults()  # before FiftyOne is imported: state in .fiftyone/
+    from ssd.errors import BrowseError
     from ssd.integrations.fiftyone.audit import (
         EXPORT_FORMATS,
         confirmed_suspects,
         export_corrected,
         load_review_dataset,
     )
-    from ssd.integrations.fiftyone.browse import BrowseError
 
     cfg = get_config(params, set_)
     split_name = split or cfg.audit.split

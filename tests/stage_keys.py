@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-import ssd.config
-from ssd.config import Config, _Section
+import ssd.config.load as config_load
+from ssd.config import Config
+from ssd.config.sections import _Section
 
 
 def leaf_keys(model: type[BaseModel] = Config, prefix: str = "") -> set[str]:
@@ -37,7 +38,7 @@ def recording_keys() -> Iterator[set[str]]:
     the config is built (validators and path set-up are not the stage reading)."""
     read: set[str] = set()
     active = [True]
-    original_load = ssd.config.config_from_dict
+    original_load = config_load.config_from_dict
     original_dump = _Section.model_dump
 
     # Sections built elsewhere (a model.json's model config, PostprocessConfig() defaults)
@@ -65,13 +66,13 @@ def recording_keys() -> Iterator[set[str]]:
 
     _Section.__getattribute__ = getattribute  # type: ignore[method-assign]
     _Section.model_dump = dump  # type: ignore[method-assign]
-    ssd.config.config_from_dict = load
+    config_load.config_from_dict = load
     try:
         yield read
     finally:
         del _Section.__getattribute__
         _Section.model_dump = original_dump  # type: ignore[method-assign]
-        ssd.config.config_from_dict = original_load
+        config_load.config_from_dict = original_load
 
 
 def main() -> None:

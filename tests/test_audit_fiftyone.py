@@ -196,7 +196,7 @@ def test_evaluated_split_is_the_browse_dataset_plus_the_audit(audit_env: dict[st
     assert ds.count("audit.detections") == len(audit_env["audits"]["test"].suspects)
     assert set(ds.distinct("predictions.detections.error_type")) > {"none"}
 
-    from ssd.integrations.fiftyone.browse import BrowseError
+    from ssd.errors import BrowseError
 
     with pytest.raises(BrowseError, match="audit of split 'train', not 'test'"):
         build_audit_dataset(audit_env["prepared"], "test", tmp / "audit-train")

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from ssd.cli import app
 from ssd.config import load_config
-from ssd.train.loop import TrainingError, train
+from ssd.errors import TrainingError
+from ssd.train.loop import train
 
 BASE = ("train.max_steps=6", "train.checkpoint_every_steps=2", "train.log_every=1")
 

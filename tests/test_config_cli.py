@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ssd.cli import app
-from ssd.config import ConfigError, load_config
+from ssd.config import load_config
+from ssd.errors import ConfigError
 
 runner = CliRunner()
 

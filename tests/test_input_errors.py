@@ -17,9 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from ssd.cli import app
-from ssd.config import ConfigError, ModelConfig, load_config
-from ssd.model.builder import ModelError, build_model
-from ssd.model.weights import WeightsError, load_model, save_detector
+from ssd.config import ModelConfig, load_config
+from ssd.errors import ConfigError, ModelError, WeightsError
+from ssd.model.builder import build_model
+from ssd.model.weights import load_model, save_detector
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from data_builders import good_voc

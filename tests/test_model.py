@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from ssd.config import ModelConfig
+from ssd.errors import ModelError
 from ssd.model.backbones.vgg import VGG16Backbone
-from ssd.model.builder import ModelError, build_model
+from ssd.model.builder import build_model
 
 
 def test_vgg_backbone_follows_the_paper() -> None:

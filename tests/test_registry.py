@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ssd.integrations.registry import RegistryError, decide_champion, register
+from ssd.errors import RegistryError
+from ssd.integrations.registry import decide_champion, register
 
 
 def test_first_version_becomes_champion() -> None:

@@ -14,8 +14,9 @@ from ssd.model.weights import load_model, save_detector
 @pytest.mark.slow
 def test_models_uri_resolves_to_the_logged_detector(tmp_path, monkeypatch) -> None:
     mlflow = pytest.importorskip("mlflow")
+    from ssd.errors import RegistryError
     from ssd.integrations.mlflow_model import log_detector_model
-    from ssd.integrations.registry_load import RegistryError, resolve_detector
+    from ssd.integrations.registry_load import resolve_detector
 
     monkeypatch.chdir(tmp_path)  # mlflow writes ./mlruns
     monkeypatch.setenv("SSD_PROJECT_ROOT", str(tmp_path))

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from ssd.config import load_config
 from ssd.data.prepare import prepare_dataset
-from ssd.train.loop import TrainingError, train
+from ssd.errors import TrainingError
+from ssd.train.loop import train
 
 SSD = [sys.executable, "-m", "ssd.cli"]
 
@@ -366,7 +367,7 @@ def test_dvclive_writes_the_curves_and_summary_dvc_yaml_declares(tracked_run: di
 
 
 def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ssd.train.loop as ssd_train
+    import ssd.train.runtime as ssd_train
     from ssd.config import TrainConfig
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -392,7 +393,7 @@ def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_idle_cores_reads_the_machine() -> None:
-    from ssd.train.loop import idle_cores
+    from ssd.train.runtime import idle_cores
 
     idle = idle_cores(0.2)
     assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-6

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from ssd.config import ModelConfig, PostprocessConfig
+from ssd.errors import WeightsError
 from ssd.infer.detector import Detector, load_detector
 from ssd.model.builder import build_model
-from ssd.model.weights import WeightsError, load_model, save_detector
+from ssd.model.weights import load_model, save_detector
 
 
 @pytest.fixture(scope="module")

@@ -53,10 +53,9 @@ from ssd.audit.rank import (
     audit_labels,
 )
 from ssd.config import AuditConfig, Config, PostprocessConfig
-from ssd.data.errors import DataError
 from ssd.data.images import ImageReadError, read_image
 from ssd.data.prepared import PreparedSplit
-from ssd.evaluation.errors import EvaluationError
+from ssd.errors import DataError, EvaluationError
 from ssd.evaluation.inputs import check_class_names, check_detections
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd.config import DataConfig
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.prepared import SPLITS
 from ssd.data.report import DUPLICATE_ID, Report
 from ssd.data.sources import read_source

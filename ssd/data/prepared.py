@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.images import ImageReadError, read_image
 
 if TYPE_CHECKING:

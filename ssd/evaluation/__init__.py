@@ -9,6 +9,6 @@ labels a detector says are probably wrong, :mod:`ssd.audit.rank`).
 No MLOps tool is imported here.
 """
 
-from ssd.evaluation.errors import EvaluationError
+from ssd.errors import EvaluationError
 
 __all__ = ["EvaluationError"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd.data.prepared import PreparedSplit
-from ssd.evaluation.errors import EvaluationError
+from ssd.errors import EvaluationError
 
 
 @dataclass

@@ -34,11 +34,11 @@ from torch import Tensor
 
 from ssd.config import Config, PostprocessConfig
 from ssd.data.prepared import SIZES, PreparedSplit, annotation_area, size_of
+from ssd.errors import EvaluationError
 from ssd.evaluation import plots
 from ssd.evaluation.coco import Backend, coco_evaluate
 from ssd.evaluation.confusion import confusion_matrix, f1_curve
 from ssd.evaluation.coverage import best_prior_iou, coverage_summary, gt_boxes_normalised
-from ssd.evaluation.errors import EvaluationError
 from ssd.evaluation.inputs import check_class_names, check_detections
 from ssd.evaluation.tide import TideResult, tide_evaluate
 from ssd.evaluation.voc import voc_evaluate

@@ -31,6 +31,7 @@ from torchvision.io import write_jpeg, write_png
 from tqdm import tqdm
 
 from ssd.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from ssd.errors import DetectError
 from ssd.infer.detector import Detector
 from ssd.infer.drawing import class_color, draw_boxes
 
@@ -45,10 +46,6 @@ CSV_COLUMNS = [
     "h",
     "score",
 ]
-
-
-class DetectError(ValueError):
-    """Nothing to detect on (no input files at all); the message says what was given."""
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[dict[str, str]]]:

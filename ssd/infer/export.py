@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssd.config import ModelConfig, PostprocessConfig
+from ssd.errors import ExportError
 from ssd.model.boxes import decode
 from ssd.model.network import SSD
 from ssd.model.postprocess import select_detections
@@ -50,10 +51,6 @@ EXPORT_FORMAT_VERSION = 1
 META_KEY = "ssd.json"
 INPUT_NAMES = ["images"]
 OUTPUT_NAMES = ["boxes", "scores"]
-
-
-class ExportError(ValueError):
-    """The detector cannot be exported or an exported file cannot be read; says why."""
 
 
 class ExportWrapper(nn.Module):

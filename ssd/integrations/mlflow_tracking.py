@@ -118,11 +118,11 @@ def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
     """
     import os
 
-    from ssd.data.errors import DataError
     from ssd.data.prepared import PreparedSplit
+    from ssd.errors import DataError, TrainingStopped
     from ssd.integrations.mlflow_model import log_detector_model
     from ssd.provenance import describe_run
-    from ssd.train.loop import StopSignals, TrainingStopped, train
+    from ssd.train.loop import StopSignals, train
     from ssd.train.tracking import fan_out
 
     rank0 = int(os.environ.get("RANK", "0")) == 0

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ssd.config import Config
-from ssd.data.errors import DataError
 from ssd.data.prepared import PreparedSplit
+from ssd.errors import DataError, RegistryError
 from ssd.evaluation.confusion import deploy_threshold
 from ssd.integrations.env import (
     check_tracking_server,
@@ -32,10 +32,6 @@ from ssd.provenance import dataset_fingerprint, git_commit
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-
-
-class RegistryError(RuntimeError):
-    """Registration cannot proceed; the message says what is missing."""
 
 
 def _flat_numeric(metrics: dict[str, Any]) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ssd.errors import RegistryError
 from ssd.integrations.env import (
     check_tracking_server,
     configure_offline_defaults,
@@ -18,10 +19,6 @@ from ssd.integrations.env import (
 
 MODELS_SCHEME = "models:/"
 DETECTOR_ARTIFACT = "detector"  # the pyfunc artifact's name
-
-
-class RegistryError(ValueError):
-    """The model URI cannot be resolved; the message names the URI and the cause."""
 
 
 def is_model_uri(path_or_uri: str | Path) -> bool:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ssd.config import ModelConfig, PostprocessConfig, TrainConfig
+from ssd.errors import ModelError
 from ssd.model.backbones.efficientnet_lite import EfficientNetLite0Backbone, load_lite0_weights
 from ssd.model.backbones.vgg import VGG16Backbone
 from ssd.model.heads import SSDHead
@@ -32,10 +33,6 @@ log = logging.getLogger(__name__)
 
 MIN_INPUT_SIZE = {"vgg16": 128, "efficientnet_lite0": 128}
 DEFAULT_NUM_CLASSES = 20  # used by `ssd info` when neither config nor data says (VOC)
-
-
-class ModelError(ValueError):
-    """The model cannot be built from this configuration; the message says which key."""
 
 
 # ----------------------------------------------------------------------------- default boxes

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ssd.config import MOVED_KEYS, ModelConfig
+from ssd.errors import WeightsError
 from ssd.model.builder import build_model
 from ssd.model.network import SSD
 
@@ -27,10 +28,6 @@ from ssd.model.network import SSD
 FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
-
-
-class WeightsError(FileNotFoundError):
-    """A detector file is missing or unreadable; the message says which and what to do."""
 
 
 def _resolve(path: str | Path) -> tuple[Path, Path]:

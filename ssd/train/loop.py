@@ -21,57 +21,47 @@ Never lose work:
 - **Resume** takes the newest checkpoint that verifies and applies or refuses (naming the
   key) every setting that differs from the checkpoint's: :data:`RESUME_APPLIES`.
 
-MLflow is plugged in by the CLI through a :class:`~ssd.train.tracking.Tracker`, never imported here.
+MLflow is plugged in by :mod:`ssd.stages` through a :class:`~ssd.train.tracking.Tracker`,
+never imported here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ssd.config import Config, ModelConfig, TrainConfig, flatten
-from ssd.data.dataset import DetectionDataset, collate_detections
+from ssd.config import Config, ModelConfig, TrainConfig
+from ssd.data.dataset import DetectionDataset
 from ssd.data.prepared import PreparedSplit
-from ssd.infer.detector import Detector, resolve_device
+from ssd.errors import TrainingError, TrainingStopped
+from ssd.infer.detector import Detector
 from ssd.model.builder import build_loss, build_model
 from ssd.model.loss import MultiBoxLoss
 from ssd.model.network import SSD
 from ssd.model.weights import save_detector
 from ssd.train.distributed import (
     DistEnv,
-    any_rank,
-    average_buffers,
     barrier,
-    init_distributed,
     reduce_mean,
     shutdown,
 )
 from ssd.train.ema import ema_decay, weight_ema
-from ssd.train.state import (
-    CheckpointError,
-    NonFiniteError,
-    TrainState,
-    find_checkpoint,
-    require_finite,
-    restore,
-    save_checkpoint,
-)
+from ssd.train.optim import build_optimizer, freeze_backbone_parts, lr_lambda, set_train_mode
+from ssd.train.resume import resume_from, run_settings, training_params
+from ssd.train.runtime import Runtime, StopSignals, setup_runtime
+from ssd.train.sampling import make_loader
+from ssd.train.state import Checkpointer, TrainState, average_all_buffers, nonfinite_error
 from ssd.train.tracking import JsonlTracker, Tracker, fan_out
 
 log = logging.getLogger(__name__)
@@ -80,18 +70,6 @@ FINAL_DIR = "ssd"  # <out_dir>/ssd holds the final detector (model.safetensors +
 BEST_DIR = "best"
 CHECKPOINT_DIR = "checkpoints"
 LOSS_PARTS = ("loss", "loc", "conf")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message names the likely causes."""
-
-
-class TrainingStopped(TrainingError):
-    """A signal stopped training; :attr:`signum` is the signal (exit status 128 + signum)."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        self.signum = signum
-        super().__init__(message)
 
 
 @dataclass
@@ -109,239 +87,10 @@ class TrainResult:
 # ----------------------------------------------------------------------------- data order
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Seeded permutation of ``n`` samples for one epoch, sharded across ranks, from ``start``.
-
-    Yields ``(epoch, index)`` so that :class:`SeededDataset` can seed each sample.
-    """
-
-    def __init__(
-        self, n: int, seed: int, epoch: int, env: DistEnv, shuffle: bool = True, start: int = 0
-    ) -> None:
-        self.n, self.seed, self.epoch, self.env = n, seed, epoch, env
-        self.shuffle, self.start = shuffle, start
-        self.per_rank = math.ceil(n / env.world_size)
-
-    def _order(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        total = self.per_rank * self.env.world_size
-        order += order[: total - len(order)]  # pad like DistributedSampler
-        return order[self.env.rank :: self.env.world_size]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in self._order()[self.start :]:
-            yield self.epoch, i
-
-    def __len__(self) -> int:
-        return self.per_rank - self.start
-
-
-class SeededDataset(Dataset[Any]):
-    """Seeds torch's RNG per ``(seed, epoch, index)`` before the wrapped sample's transforms."""
-
-    def __init__(self, base: Dataset[Any], seed: int) -> None:
-        self.base, self.seed = base, seed
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        torch.manual_seed((self.seed * 1_000_003 + epoch * 10_007 + index) % (2**63))
-        return self.base[index]
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Loader workers leave SIGINT / SIGTERM to the training process (Ctrl-C reaches the
-    whole process group); they end with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def make_loader(
-    dataset: Dataset[Any], t: TrainConfig, epoch: int, env: DistEnv, start: int, pin: bool
-) -> DataLoader[Any]:
-    """Batches of epoch ``epoch`` from sample ``start`` of this rank's share."""
-    sampler = EpochSampler(len(dataset), t.seed, epoch, env, True, start)  # type: ignore[arg-type]
-    return DataLoader(
-        SeededDataset(dataset, t.seed),
-        batch_size=t.batch_size,
-        sampler=sampler,
-        num_workers=t.num_workers,
-        collate_fn=collate_detections,
-        pin_memory=pin,
-        drop_last=True,
-        worker_init_fn=_ignore_stop_signals if t.num_workers else None,
-    )
-
-
 # ----------------------------------------------------------------------------- optimisation
 
 
-def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (paper) or AdamW; group 0 decays, group 1 (norm scales, biases) does not."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        # No weight decay on norms' scales and biases (common practice; L2Norm's scale too).
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": t.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr)
-    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
-
-
-def lr_lambda(t: TrainConfig, total_steps: int) -> Any:
-    """The learning-rate factor of step ``s``: linear warm-up, then cosine or multistep."""
-    milestones = [int(m * total_steps) for m in t.milestones]
-
-    def factor(step: int) -> float:
-        warm = 1.0
-        if step < t.warmup_steps:
-            alpha = step / max(1, t.warmup_steps)
-            warm = t.warmup_factor * (1 - alpha) + alpha
-        if t.schedule == "cosine":
-            progress = min(1.0, step / max(1, total_steps))
-            decay = 0.5 * (1 + math.cos(math.pi * progress))
-        else:
-            decay = t.gamma ** sum(step >= m for m in milestones)
-        return warm * decay
-
-    return factor
-
-
-def _frozen_modules(model: SSD, t: TrainConfig) -> list[nn.Module]:
-    """The lite0 stem and first ``train.freeze_stem_blocks`` blocks (nothing for vgg16)."""
-    body = getattr(model.backbone, "body", None)
-    n = t.freeze_stem_blocks
-    if body is None or n == 0:
-        return []
-    return [body._conv_stem, body._bn0, *body._blocks[:n]]
-
-
-def freeze_backbone_parts(model: SSD, t: TrainConfig) -> None:
-    """Fix the ImageNet backbone's BatchNorm (statistics and affine) and optionally the stem
-    and first blocks (weights and BatchNorm, as torchvision's ``trainable_layers`` and
-    Detectron's ``FREEZE_AT`` do): generic low-level filters, and on a CPU the frozen
-    high-resolution layers need no backward pass (about 1.7x faster steps at 5 blocks)."""
-    body = getattr(model.backbone, "body", None)
-    if body is None:
-        if t.freeze_stem_blocks or t.freeze_bn:
-            log.warning(
-                "train.freeze_stem_blocks / train.freeze_bn apply to efficientnet_lite0's "
-                "ImageNet body; ignored for %s (set them to 0 / false to silence this)",
-                type(model.backbone).__name__,
-            )
-        return
-    if t.freeze_bn:
-        for m in body.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                for p in m.parameters():
-                    p.requires_grad_(False)
-    for module in _frozen_modules(model, t):
-        for p in module.parameters():
-            p.requires_grad_(False)
-
-
-def set_train_mode(model: SSD, t: TrainConfig) -> None:
-    """``model.train()``, with frozen BatchNorm kept on its running statistics."""
-    model.train()
-    body = getattr(model.backbone, "body", None)
-    if body is not None and t.freeze_bn:
-        for m in body.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
-    for module in _frozen_modules(model, t):
-        module.eval()
-
-
 # ----------------------------------------------------------------------------- set-up
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where training runs: the device, the processes, the precision."""
-
-    device: torch.device
-    env: DistEnv
-    amp_dtype: torch.dtype | None  # autocast dtype on CUDA; None = fp32
-    channels_last: bool
-
-
-def idle_cores(seconds: float = 0.5) -> float | None:
-    """How many CPU cores were idle over the last ``seconds`` (from ``/proc/stat``), or
-    None where that cannot be read."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, all but guest
-
-    try:
-        idle0, total0 = sample()
-        time.sleep(seconds)
-        idle1, total1 = sample()
-        ncpu = os.cpu_count() or 1
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return ncpu * (idle1 - idle0) / (total1 - total0)
-
-
-def fit_threads(t: TrainConfig) -> int:
-    """Intra-op threads for a training process: ``train.num_threads``, or the cores that
-    are idle when training starts (at most the cores this process may use), shared among
-    torchrun's local processes; at least 1.
-
-    Measured on 2 cores with 2 loader workers (README "Speed"): alone, 2 threads ran at
-    1.8x the images/s of 1; beside one other busy process, 1 thread ran at 1.6x the
-    images/s of 2 (OpenMP threads that wait for a core stall every operator). So the
-    count follows what is free, not a fixed rule."""
-    if t.num_threads:
-        return t.num_threads
-    if os.environ.get("OMP_NUM_THREADS"):  # the user chose: keep it (and runs comparable)
-        return torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    idle = idle_cores()
-    free = cores if idle is None else min(cores, max(1, round(idle)))
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, free // local)
-
-
-def setup_runtime(t: TrainConfig) -> Runtime:
-    device = resolve_device(t.device)
-    env = init_distributed(device)
-    threads = fit_threads(t)
-    torch.set_num_threads(threads)
-    log.info(
-        "%d intra-op thread(s)%s, %d loader worker(s)",
-        threads,
-        "" if t.num_threads else " (the cores idle now; train.num_threads sets it)",
-        t.num_workers,
-    )
-    if device.type == "cuda" and env.enabled:
-        device = torch.device("cuda", env.local_rank)
-        torch.cuda.set_device(device)
-    amp: torch.dtype | None = None
-    if device.type == "cuda" and t.amp != "off":
-        bf16 = t.amp == "bf16" or (t.amp == "auto" and torch.cuda.is_bf16_supported())
-        amp = torch.bfloat16 if bf16 else torch.float16
-    # channels_last only on CUDA: on CPU, BatchNorm's backward in NHWC was measured ~10x
-    # less accurate than NCHW (relative L2 gradient error ~0.1 vs ~0.01 against float64).
-    return Runtime(device, env, amp, t.channels_last and device.type == "cuda")
 
 
 @dataclass
@@ -414,292 +163,13 @@ def build_state(
     return TrainState(model, optimizer, scheduler, scaler, ema)
 
 
-def training_params(cfg: Config) -> dict[str, Any]:
-    """What a training run depends on, as flat dotted keys (for the run's params)."""
-    return {
-        "data.name": cfg.data.name,
-        **flatten(cfg.model, "model."),
-        **flatten(cfg.train, "train."),
-    }
-
-
-def run_settings(cfg: Config) -> dict[str, Any]:
-    """:func:`training_params` as JSON values with derived defaults resolved: what a
-    checkpoint records and ``--resume`` compares."""
-    params = training_params(cfg)
-    params["model.input_size"] = cfg.model.resolved_input_size
-    params["model.head"] = cfg.model.resolved_head
-    settings: dict[str, Any] = json.loads(json.dumps(params))
-    return settings
-
-
 # ----------------------------------------------------------------------------- resume
-
-_CONTINUES = "the schedule continues from this step with it"
-_NEXT_STEP = "used from the next step"
-_HERE_ON = "used from here on"
-# Settings that may differ from the checkpoint's on --resume, and what the new value does.
-# Any other model.* or train.* key shapes the weights, the optimizer's state or the data
-# order: a difference is refused, naming the key.
-RESUME_APPLIES = {
-    "train.epochs": "the learning-rate schedule is recomputed for the new length",
-    "train.max_steps": "the learning-rate schedule is recomputed for the new length",
-    "train.lr": _CONTINUES,
-    "train.schedule": _CONTINUES,
-    "train.milestones": _CONTINUES,
-    "train.gamma": _CONTINUES,
-    "train.warmup_steps": _CONTINUES,
-    "train.warmup_factor": _CONTINUES,
-    "train.momentum": _NEXT_STEP,
-    "train.weight_decay": _NEXT_STEP,
-    "train.grad_clip": _NEXT_STEP,
-    "train.iou_threshold": _NEXT_STEP,
-    "train.neg_pos_ratio": _NEXT_STEP,
-    "train.alpha": _NEXT_STEP,
-    "train.augment.": _NEXT_STEP,  # every augment key
-    "train.num_workers": _HERE_ON,
-    "train.num_threads": _HERE_ON,
-    "train.device": _HERE_ON,
-    "train.amp": _HERE_ON,
-    "train.channels_last": _HERE_ON,
-    "train.eval_every": _HERE_ON,
-    "train.checkpoint_every_steps": _HERE_ON,
-    "train.ema": "an average is kept (from the restored weights on) or dropped from here on",
-    "train.ema_span": "the average's decay is recomputed; it applies from the next step",
-    "train.max_nonfinite": _HERE_ON,
-    "train.log_every": _HERE_ON,
-    "train.out_dir": _HERE_ON,
-    "model.backbone_weights": "it only sets initial weights; the checkpoint's are used",
-    "model.num_classes": "the class names are compared instead",
-}
-# Changes the optimizer's restored values or the scheduler's position must take up.
-_OPTIMIZER_KEYS = {
-    "train.epochs",
-    "train.max_steps",
-    "train.lr",
-    "train.schedule",
-    "train.milestones",
-    "train.gamma",
-    "train.warmup_steps",
-    "train.warmup_factor",
-    "train.momentum",
-    "train.weight_decay",
-}
-
-
-def _applies(key: str) -> str | None:
-    return next((v for k, v in RESUME_APPLIES.items() if key == k or key.startswith(k)), None)
-
-
-def changed_settings(
-    saved: dict[str, Any], current: dict[str, Any], where: Path
-) -> dict[str, tuple[Any, Any]]:
-    """``{key: (checkpoint's value, this config's)}`` of the settings that differ.
-
-    Raises:
-        TrainingError: a key that cannot change within a run differs (all are named).
-    """
-    diff = {
-        k: (saved.get(k), current.get(k))
-        for k in sorted(saved.keys() | current.keys())
-        if saved.get(k) != current.get(k)
-    }
-    refused = [
-        f"{k} is {new!r} here but {old!r}" for k, (old, new) in diff.items() if not _applies(k)
-    ]
-    if refused:
-        raise TrainingError(
-            f"--resume: the settings differ from those of checkpoint {where}: "
-            + "; ".join(refused)
-            + ". These cannot change within a run (they shape the weights, the optimizer's "
-            "state or the data order): set them back, or train without --resume to start "
-            "a new run."
-        )
-    return diff
-
-
-def apply_changes(
-    state: TrainState, t: TrainConfig, steps: int, diff: dict[str, tuple[Any, Any]]
-) -> None:
-    """Put this config's optimizer and schedule values into a restored ``state`` (loading
-    the optimizer and scheduler states brought back the checkpoint's)."""
-    for key, (old, new) in diff.items():
-        log.warning("--resume: %s is %r, was %r: %s", key, new, old, _applies(key))
-    if not _OPTIMIZER_KEYS & diff.keys():
-        return
-    decay, _ = state.optimizer.param_groups
-    decay["weight_decay"] = t.weight_decay
-    for group in state.optimizer.param_groups:
-        group["initial_lr"] = t.lr
-        if "momentum" in group and t.optimizer == "sgd":
-            group["momentum"] = t.momentum
-    # A schedule positioned at this step, over the new length, from the new peak value.
-    state.scheduler = torch.optim.lr_scheduler.LambdaLR(
-        state.optimizer, lr_lambda(t, steps), last_epoch=state.step - 1
-    )
-
-
-def resume_from(
-    state: TrainState,
-    root: Path,
-    settings: dict[str, Any],
-    class_names: list[str],
-    t: TrainConfig,
-    steps: int,
-) -> Path | None:
-    """Continue ``state`` from the newest checkpoint under ``root`` that verifies; returns
-    it, or None (with a warning) when there is no checkpoint at all.
-
-    Raises:
-        TrainingError: checkpoints exist but none verifies (each is named with the reason;
-            nothing is deleted), or the settings or classes differ in a way that cannot
-            be applied.
-    """
-    checkpoint, notes = find_checkpoint(root)
-    for note in notes:
-        log.warning("--resume: %s", note)
-    if checkpoint is None:
-        if notes:
-            raise TrainingError(
-                f"--resume: no usable checkpoint in {root} (nothing was deleted):\n  "
-                + "\n  ".join(notes)
-                + "\nmove them away, or train without --resume to start over"
-            )
-        log.warning("--resume: no checkpoint in %s, starting from scratch", root)
-        return None
-    if checkpoint.class_names != class_names:
-        raise TrainingError(
-            f"--resume: checkpoint {checkpoint.path} was trained on classes "
-            f"{checkpoint.class_names}, the prepared dataset has {class_names}"
-        )
-    if checkpoint.settings is None:
-        log.warning("--resume: %s records no settings; not compared", checkpoint.path)
-        diff = {}
-    else:
-        diff = changed_settings(checkpoint.settings, settings, checkpoint.path)
-    try:
-        restore(checkpoint, state)
-    except CheckpointError as err:  # the weights do not fit the model the config builds
-        raise TrainingError(f"--resume: {err}") from None
-    apply_changes(state, t, steps, diff)
-    log.info(
-        "resumed from %s (epoch %d, step %d)", checkpoint.path, checkpoint.epoch, checkpoint.step
-    )
-    return checkpoint.path
 
 
 # ----------------------------------------------------------------------------- stopping
 
 
-class StopSignals:
-    """While active, SIGTERM and SIGINT ask training to stop at the next step boundary;
-    a second one (or any, when not ``deferred``) raises :class:`TrainingStopped` at once.
-
-    Installed only in the main thread (Python delivers signals there).
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self, deferred: bool = True) -> None:
-        self.deferred = deferred
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if not self.deferred:
-            raise TrainingStopped(signum, f"stopped by {name}")
-        if self.received is not None:
-            raise TrainingStopped(signum, f"stopped by a second {name} at once, mid-step")
-        self.received = signum
-        log.warning(
-            "%s: stopping at the next step boundary with a checkpoint (again: stop at once)", name
-        )
-
-    def agreed(self, rt: Runtime) -> bool:
-        """Whether any process received a stop signal (the same answer on every rank)."""
-        return any_rank(self.received is not None, rt.env, rt.device)
-
-
 # ----------------------------------------------------------------------------- saving
-
-
-def nonfinite_error(what: str, t: TrainConfig, last: Path | None) -> TrainingError:
-    kept = f"the last finite checkpoint, {last}, is kept" if last else "no checkpoint was written"
-    return TrainingError(
-        f"{what}. Likely causes: learning rate too high (train.lr={t.lr}; try 10x lower or "
-        "a longer warm-up), degenerate or wrongly scaled boxes in the data (check "
-        "data/prepared/<name>/report.json), or fp16 overflow (train.amp=bf16). Nothing "
-        f"non-finite was saved; {kept}"
-        + (f" (continue from it: ssd train --resume --set train.lr={t.lr / 10:g})" if last else "")
-    )
-
-
-def _average_buffers(state: TrainState, env: DistEnv) -> None:
-    """Under torchrun on CPU: the model's and the average's BatchNorm statistics, the same
-    on every process (DDP keeps the parameters so, not the buffers)."""
-    average_buffers(state.model, env)
-    if state.ema is not None:
-        average_buffers(state.ema.module, env)
-
-
-@dataclass
-class Checkpointer:
-    """Writes this run's checkpoints (rank 0) and checks that the weights are finite."""
-
-    root: Path
-    model_cfg: ModelConfig
-    class_names: list[str]
-    settings: dict[str, Any]
-    t: TrainConfig
-    env: DistEnv
-    last: Path | None = None  # the newest checkpoint of this run (written or resumed from)
-    _saved: tuple[int, int, int] | None = None
-
-    def _error(self, state: TrainState, err: NonFiniteError) -> TrainingError:
-        what = f"the weights became non-finite by step {state.step}: {err}"
-        return nonfinite_error(what, self.t, self.last)
-
-    def require_finite(self, state: TrainState) -> None:
-        """Raise :class:`TrainingError` (on every rank alike) unless all weights are finite."""
-        try:
-            require_finite(state.model)
-            if state.ema is not None:
-                require_finite(state.ema.module)
-        except NonFiniteError as err:
-            raise self._error(state, err) from None
-
-    def resumed(self, path: Path, state: TrainState) -> None:
-        """``state`` came from checkpoint ``path``: no need to write it again."""
-        self.last, self._saved = path, (state.epoch, state.step, state.batches_done)
-
-    def save(self, state: TrainState) -> None:
-        """A checkpoint of ``state`` unless this one was saved already; finite or an error."""
-        _average_buffers(state, self.env)
-        key = (state.epoch, state.step, state.batches_done)
-        if key == self._saved:
-            return
-        try:
-            if self.env.is_main:
-                self.last = save_checkpoint(
-                    self.root, state, self.model_cfg, self.class_names, self.settings
-                )
-            else:
-                self.require_finite(state)  # the same verdict on every rank
-        except NonFiniteError as err:
-            raise self._error(state, err) from None
-        self._saved = key
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -869,7 +339,7 @@ def finish_epoch(
 ) -> dict[str, float]:
     """The end of an epoch: the averages of its finite steps, validation when due (and
     ``best/`` when it improved), a checkpoint. Returns the validation metrics."""
-    _average_buffers(state, run.rt.env)
+    average_all_buffers(state, run.rt.env)
     run.checkpoints.require_finite(state)  # before validating or saving anything
     state.epoch += 1
     metrics: dict[str, float] = {"epoch": state.epoch}

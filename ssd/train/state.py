@@ -47,9 +47,11 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-from ssd.config import ModelConfig
+from ssd.config import ModelConfig, TrainConfig
+from ssd.errors import CheckpointError, TrainingError, WeightsError
 from ssd.model.network import SSD
-from ssd.model.weights import WeightsError, read_meta, save_detector
+from ssd.model.weights import read_meta, save_detector
+from ssd.train.distributed import DistEnv, average_buffers
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,6 @@ STATE = "state.pt"
 WEIGHTS = "model.safetensors"
 FORMAT = 2  # 1: state.pt without "format", no checkpoint.json (still resumable)
 _NAME = re.compile(r"step-(\d{8})")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used; the message names it and the reason."""
 
 
 class NonFiniteError(ValueError):
@@ -424,3 +422,70 @@ def restore(checkpoint: Checkpoint, state: TrainState) -> None:
             f"{str(err).splitlines()[0]}"
         ) from None
     state.load_state_dict(checkpoint.state)
+
+
+def nonfinite_error(what: str, t: TrainConfig, last: Path | None) -> TrainingError:
+    kept = f"the last finite checkpoint, {last}, is kept" if last else "no checkpoint was written"
+    return TrainingError(
+        f"{what}. Likely causes: learning rate too high (train.lr={t.lr}; try 10x lower or "
+        "a longer warm-up), degenerate or wrongly scaled boxes in the data (check "
+        "data/prepared/<name>/report.json), or fp16 overflow (train.amp=bf16). Nothing "
+        f"non-finite was saved; {kept}"
+        + (f" (continue from it: ssd train --resume --set train.lr={t.lr / 10:g})" if last else "")
+    )
+
+
+def average_all_buffers(state: TrainState, env: DistEnv) -> None:
+    """Under torchrun on CPU: the model's and the average's BatchNorm statistics, the same
+    on every process (DDP keeps the parameters so, not the buffers)."""
+    average_buffers(state.model, env)
+    if state.ema is not None:
+        average_buffers(state.ema.module, env)
+
+
+@dataclass
+class Checkpointer:
+    """Writes this run's checkpoints (rank 0) and checks that the weights are finite."""
+
+    root: Path
+    model_cfg: ModelConfig
+    class_names: list[str]
+    settings: dict[str, Any]
+    t: TrainConfig
+    env: DistEnv
+    last: Path | None = None  # the newest checkpoint of this run (written or resumed from)
+    _saved: tuple[int, int, int] | None = None
+
+    def _error(self, state: TrainState, err: NonFiniteError) -> TrainingError:
+        what = f"the weights became non-finite by step {state.step}: {err}"
+        return nonfinite_error(what, self.t, self.last)
+
+    def require_finite(self, state: TrainState) -> None:
+        """Raise :class:`TrainingError` (on every rank alike) unless all weights are finite."""
+        try:
+            require_finite(state.model)
+            if state.ema is not None:
+                require_finite(state.ema.module)
+        except NonFiniteError as err:
+            raise self._error(state, err) from None
+
+    def resumed(self, path: Path, state: TrainState) -> None:
+        """``state`` came from checkpoint ``path``: no need to write it again."""
+        self.last, self._saved = path, (state.epoch, state.step, state.batches_done)
+
+    def save(self, state: TrainState) -> None:
+        """A checkpoint of ``state`` unless this one was saved already; finite or an error."""
+        average_all_buffers(state, self.env)
+        key = (state.epoch, state.step, state.batches_done)
+        if key == self._saved:
+            return
+        try:
+            if self.env.is_main:
+                self.last = save_checkpoint(
+                    self.root, state, self.model_cfg, self.class_names, self.settings
+                )
+            else:
+                self.require_finite(state)  # the same verdict on every rank
+        except NonFiniteError as err:
+            raise self._error(state, err) from None
+        self._saved = key

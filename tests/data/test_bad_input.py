@@ -24,7 +24,7 @@ from data_builders import (
 from typer.testing import CliRunner
 
 from ssd.cli import app
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.prepare import prepare_dataset
 
 

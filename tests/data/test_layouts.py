@@ -9,7 +9,7 @@ from faults import train_and_val_without_test
 from typer.testing import CliRunner
 
 from ssd.cli import app
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.prepare import prepare_dataset
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from data_builders import make_yolo, read_json, reasons
 
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.prepare import prepare_dataset
 
 

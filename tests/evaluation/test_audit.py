@@ -259,7 +259,7 @@ def test_audit_model_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
     """The stage's glue: load the detector, check its classes, predict, audit, write."""
     from ssd.audit.report import audit_model
     from ssd.config import ModelConfig, PostprocessConfig
-    from ssd.evaluation.errors import EvaluationError
+    from ssd.errors import EvaluationError
     from ssd.model.builder import build_model
     from ssd.model.weights import save_detector
 

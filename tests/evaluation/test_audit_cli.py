@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from ssd.audit.rank import KINDS, AuditOptions
 from ssd.audit.report import audit_options
 from ssd.cli import app
-from ssd.config import AuditConfig, ConfigError, load_config
+from ssd.config import AuditConfig, load_config
+from ssd.errors import ConfigError
 
 runner = CliRunner()
 

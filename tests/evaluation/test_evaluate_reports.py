@@ -10,9 +10,8 @@ import pytest
 import torch
 from eval_cases import write_prepared
 
-from ssd.data.errors import DataError
 from ssd.data.prepared import PreparedSplit
-from ssd.evaluation.errors import EvaluationError
+from ssd.errors import DataError, EvaluationError
 from ssd.evaluation.run import REQUIRED_KEYS, evaluate_detections, evaluate_model
 
 CLASSES = ["cat", "dog"]

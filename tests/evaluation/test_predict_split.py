@@ -8,7 +8,7 @@ import torch
 from eval_cases import write_prepared
 
 from ssd.data.prepared import PreparedSplit
-from ssd.evaluation.errors import EvaluationError
+from ssd.errors import EvaluationError
 from ssd.evaluation.run import evaluate_model
 from ssd.infer.predict import predict_split
 

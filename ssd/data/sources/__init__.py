@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssd.config import DataConfig
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.records import SourceData
 from ssd.data.report import Report
 from ssd.data.safety import DatasetRoot, UnsafePath, check_name

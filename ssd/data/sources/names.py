@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.safety import DatasetRoot, UnsafePath
 
 YAML_SUFFIXES = (".yaml", ".yml")

@@ -20,7 +20,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from ssd.data import report as R
-from ssd.data.errors import DataError
+from ssd.errors import DataError
 from ssd.data.images import IMAGE_SUFFIXES
 from ssd.data.records import RawBox, RawImage, SourceData
 from ssd.data.safety import DatasetRoot, UnsafePath

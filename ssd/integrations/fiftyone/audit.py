@@ -70,7 +70,8 @@ from fiftyone import ViewField as F
 from ssd.audit.rank import KINDS, AuditResult, Suspect, apply_fixes
 from ssd.audit.report import AUDIT_DIR, AUDIT_JSON, DETECTIONS_JSON, load_audit
 from ssd.data.prepared import SPLITS, PreparedSplit
-from ssd.integrations.fiftyone.browse import BrowseError, build_browse_dataset, dataset_name
+from ssd.errors import BrowseError
+from ssd.integrations.fiftyone.browse import build_browse_dataset, dataset_name
 
 log = logging.getLogger(__name__)
 

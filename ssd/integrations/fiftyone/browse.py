@@ -46,6 +46,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 from ssd.data.prepared import PreparedSplit, annotation_area, size_of
+from ssd.errors import BrowseError
 
 EVAL_KEY = "eval"
 IOU = 0.5
@@ -71,10 +72,6 @@ ERROR_TYPES: tuple[str, ...] = (
     "background",
     "missed",
 )
-
-
-class BrowseError(ValueError):
-    """The reports cannot be browsed; the message says what is missing and how to make it."""
 
 
 def dataset_name(prepared_dir: str | Path, split: str) -> str:
