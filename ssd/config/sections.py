@@ -20,9 +20,9 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from ssd.config.layout import Layout
+    from ssd.model.backbones.spec import BackboneSpec
 
 RAW_ROOT = Path("data/raw")  # data/raw/<name>/: a user's source data, versioned by DVC
-Backbone = Literal["vgg16", "efficientnet_lite0"]
 
 
 # What a new value of a key does on ``ssd train --resume`` (:mod:`ssd.train.resume` reads it
@@ -119,8 +119,10 @@ class ModelConfig(_Section):
     """The network and its default boxes (``ssd info``; read by train, and recorded in the
     detector's ``model.json`` so that evaluate, detect and export rebuild the same network)."""
 
-    backbone: Backbone = Field(
-        "efficientnet_lite0", description="vgg16 (the paper's SSD) or efficientnet_lite0 (SSDLite)"
+    backbone: str = Field(
+        "efficientnet_lite0",
+        description="vgg16 (the paper's SSD) or efficientnet_lite0 (SSDLite); any name in "
+        "ssd.model.backbones.BACKBONES",
     )
     input_size: int | None = Field(
         None, ge=32, description="square input side; null = 300 for vgg16, 320 for lite0"
@@ -162,13 +164,28 @@ class ModelConfig(_Section):
     def resolved_input_size(self) -> int:
         if self.input_size is not None:
             return self.input_size
-        return 300 if self.backbone == "vgg16" else 320
+        return self._spec.input_size
 
     @property
     def resolved_head(self) -> str:
         if self.head is not None:
             return self.head
-        return "conv" if self.backbone == "vgg16" else "ssdlite"
+        return self._spec.head
+
+    @property
+    def _spec(self) -> BackboneSpec:
+        from ssd.model.backbones import BACKBONES  # the registry (it imports torch)
+
+        return BACKBONES[self.backbone]
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        from ssd.model.backbones import BACKBONES
+
+        if v not in BACKBONES:
+            raise ValueError(f"must be one of {sorted(BACKBONES)}")
+        return v
 
 
 class AugmentConfig(_Section):

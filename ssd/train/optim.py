@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ssd.config import TrainConfig
+from ssd.model.backbones import spec_for
 from ssd.model.network import SSD
 
 log = logging.getLogger(__name__)
@@ -54,25 +55,30 @@ def lr_lambda(t: TrainConfig, total_steps: int) -> Any:
 
 
 def _frozen_modules(model: SSD, t: TrainConfig) -> list[nn.Module]:
-    """The lite0 stem and first ``train.freeze_stem_blocks`` blocks (nothing for vgg16)."""
-    body = getattr(model.backbone, "body", None)
-    n = t.freeze_stem_blocks
-    if body is None or n == 0:
+    """The modules ``train.freeze_stem_blocks`` fixes, as the backbone's spec says (lite0: the
+    stem and the first blocks; nothing for a backbone without a pretrained stem)."""
+    spec = spec_for(model.backbone)
+    if spec is None or t.freeze_stem_blocks == 0:
         return []
-    return [body._conv_stem, body._bn0, *body._blocks[:n]]
+    return spec.frozen_prefix(model.backbone, t.freeze_stem_blocks)
+
+
+def _batchnorm_body(model: SSD) -> nn.Module | None:
+    spec = spec_for(model.backbone)
+    return None if spec is None else spec.batchnorm_body(model.backbone)
 
 
 def freeze_backbone_parts(model: SSD, t: TrainConfig) -> None:
-    """Fix the ImageNet backbone's BatchNorm (statistics and affine) and optionally the stem
+    """Fix the pretrained backbone's BatchNorm (statistics and affine) and optionally the stem
     and first blocks (weights and BatchNorm, as torchvision's ``trainable_layers`` and
     Detectron's ``FREEZE_AT`` do): generic low-level filters, and on a CPU the frozen
     high-resolution layers need no backward pass (about 1.7x faster steps at 5 blocks)."""
-    body = getattr(model.backbone, "body", None)
+    body = _batchnorm_body(model)
     if body is None:
         if t.freeze_stem_blocks or t.freeze_bn:
             log.warning(
-                "train.freeze_stem_blocks / train.freeze_bn apply to efficientnet_lite0's "
-                "ImageNet body; ignored for %s (set them to 0 / false to silence this)",
+                "train.freeze_stem_blocks / train.freeze_bn apply to a pretrained backbone "
+                "body; ignored for %s (set them to 0 / false to silence this)",
                 type(model.backbone).__name__,
             )
         return
@@ -89,7 +95,7 @@ def freeze_backbone_parts(model: SSD, t: TrainConfig) -> None:
 def set_train_mode(model: SSD, t: TrainConfig) -> None:
     """``model.train()``, with frozen BatchNorm kept on its running statistics."""
     model.train()
-    body = getattr(model.backbone, "body", None)
+    body = _batchnorm_body(model)
     if body is not None and t.freeze_bn:
         for m in body.modules():
             if isinstance(m, nn.BatchNorm2d):

