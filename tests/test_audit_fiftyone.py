@@ -42,9 +42,10 @@ VIEW_KINDS = {
 def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Prepared dataset ``planted`` + audits of train and test + an evaluation of test +
     a private mongod that FiftyOne uses for this module (then the previous one again)."""
+    from ssd.evaluation.run import evaluate_detections
+
     from ssd.audit.report import run_audit
     from ssd.data.prepared import PreparedSplit
-    from ssd.evaluation.run import evaluate_detections
 
     tmp = tmp_path_factory.mktemp("audit")
     case = planted_case(seed=0, per_kind=15)
@@ -339,7 +340,7 @@ def _missing_hits(case: PlantedCase, view: Any) -> float:
 def test_export_corrected_copy_reads_back_with_ssd_prepare(
     audit_env: dict[str, Any], train_ds: Any, fmt: str
 ) -> None:
-    from ssd.audit.rank import apply_fixes
+    from ssd.audit.fixes import apply_fixes
     from ssd.config import DataConfig
     from ssd.data.prepare import prepare_dataset
     from ssd.integrations.fiftyone.audit import (

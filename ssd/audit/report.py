@@ -1,9 +1,9 @@
-"""The ``ssd audit`` stage: run a detector on a split, rank the probable label mistakes
-(:mod:`ssd.audit.rank`) and write them out.
+"""The label audit's outputs: rank the probable label mistakes of a split
+(:mod:`ssd.audit.rank`) from COCO results and write them out.
 
-:func:`run_audit` takes COCO results from anywhere; :func:`audit_model` runs a detector
-first; :func:`audit_from_config` is the stage (CLI, DVC, Prefect) and :func:`audit_options`
-the one place the ``audit`` config section becomes :class:`AuditOptions`. Outputs under
+:func:`run_audit` takes COCO results from anywhere (``ssd audit`` runs the detector first,
+:func:`ssd.infer.predict.detect_split`); :func:`audit_options` is the one place the ``audit``
+config section becomes :class:`AuditOptions`. Outputs under
 ``out_dir`` (``reports/<data.name>``, next to what ``ssd evaluate`` writes, no file shared):
 
 * ``audit.json`` – the split, the thresholds, the ``postprocess`` settings of the detector
@@ -52,11 +52,11 @@ from ssd.audit.rank import (
     Suspect,
     audit_labels,
 )
-from ssd.config import AuditConfig, Config, PostprocessConfig
+from ssd.config import AuditConfig, PostprocessConfig
 from ssd.data.images import ImageReadError, read_image
 from ssd.data.prepared import PreparedSplit
 from ssd.errors import DataError, EvaluationError
-from ssd.evaluation.inputs import check_class_names, check_detections
+from ssd.evaluation.inputs import check_detections
 
 log = logging.getLogger(__name__)
 
@@ -361,34 +361,14 @@ def run_audit(
     return result
 
 
-def audit_model(
-    model_path: str | Path,
-    split: PreparedSplit,
-    out_dir: str | Path,
-    options: AuditOptions | None = None,
-    *,
-    batch_size: int = 8,
-    device: str = "cpu",
-    postprocess: PostprocessConfig | None = None,
-    progress: bool = True,
-    **report_options: Any,
-) -> AuditResult:
-    """Run the detector at ``model_path`` on the split with the inference settings
-    ``postprocess`` (None: the paper's), then :func:`run_audit` (same outputs).
-
-    The post-processing decides which detections exist: its score threshold must not be
+def require_weak_detections(postprocess: PostprocessConfig, options: AuditOptions) -> None:
+    """The post-processing decides which detections exist: its score threshold must not be
     above ``options.background_score``, or boxes with weak evidence near them would look
     spurious (``postprocess.score_threshold`` 0.01, the default, keeps them).
 
     Raises:
-        EvaluationError: missing detector, a score threshold above the background score, or
-            the model's classes differ from the dataset's.
+        EvaluationError: the threshold is above the background score.
     """
-    path = Path(model_path)
-    if not path.exists():
-        raise EvaluationError(f"detector '{path}' does not exist; train first (`ssd train`)")
-    options = options or AuditOptions()
-    postprocess = postprocess or PostprocessConfig()
     if postprocess.score_threshold > options.background_score:
         raise EvaluationError(
             f"postprocess.score_threshold ({postprocess.score_threshold}) is above "
@@ -396,13 +376,6 @@ def audit_model(
             "detections to tell a spurious box from a hard object; use "
             "--set postprocess.score_threshold=0.01 (the default)"
         )
-    from ssd.infer.detector import load_detector  # the model side is only needed here
-    from ssd.infer.predict import predict_split
-
-    detector = load_detector(path, device=device, postprocess=postprocess)
-    check_class_names(list(detector.class_names), split)
-    detections, _ = predict_split(detector, split, batch_size, progress=progress)
-    return run_audit(split, detections, out_dir, options, postprocess=postprocess, **report_options)
 
 
 def audit_options(cfg: AuditConfig) -> AuditOptions:
@@ -414,40 +387,4 @@ def audit_options(cfg: AuditConfig) -> AuditOptions:
         loose_iou=cfg.loose_iou,
         background_score=cfg.background_score,
         dedupe_iou=cfg.dedupe_iou,
-    )
-
-
-def audit_from_config(
-    cfg: Config,
-    model: str | Path | None = None,
-    detections: str | Path | None = None,
-    split: str | None = None,
-    out_dir: str | Path | None = None,
-    device: str | None = None,
-    progress: bool = True,
-) -> AuditResult:
-    """The ``audit`` stage: audit ``split`` (default ``audit.split``) with ``model``
-    (default ``models/<data.name>/ssd``, run with the ``postprocess`` settings) or a COCO
-    results file; outputs in ``reports/<data.name>/`` (or ``out_dir``)."""
-    a = cfg.audit
-    data = PreparedSplit.load(cfg.layout.prepared, split or a.split)
-    out = Path(out_dir) if out_dir is not None else cfg.layout.reports
-    report: dict[str, Any] = {
-        "thumbnails_per_kind": a.thumbnails_per_kind,
-        "grid_per_kind": a.grid_per_kind,
-    }
-    if detections is not None:
-        from ssd.evaluation.inputs import load_detections
-
-        return run_audit(data, load_detections(detections), out, audit_options(a), **report)
-    return audit_model(
-        model or cfg.layout.detector,
-        data,
-        out,
-        audit_options(a),
-        batch_size=a.batch_size,
-        device=device or a.device,
-        postprocess=cfg.postprocess,
-        progress=progress,
-        **report,
     )

@@ -44,16 +44,6 @@ class CheckedDetections:
         }
 
 
-def check_class_names(model_classes: list[str], split: PreparedSplit) -> None:
-    """Fail with one message when a detector was trained on other classes than the split's."""
-    if list(model_classes) != split.class_names:
-        raise EvaluationError(
-            f"class mismatch: the model predicts {list(model_classes)} but the dataset "
-            f"'{split.root}' has {split.class_names}; evaluate the model on the "
-            "dataset it was trained for (--set data.name=...)"
-        )
-
-
 def check_detections(detections: list[Any], split: PreparedSplit) -> CheckedDetections:
     """Keep every detection pycocotools can score: only malformed entries, unknown image or
     category ids and non-finite values are rejected (each with its reason).

@@ -34,6 +34,7 @@ from ssd.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from ssd.errors import DetectError
 from ssd.infer.detector import Detector
 from ssd.infer.drawing import class_color, draw_boxes
+from ssd.infer.predict import detections_of
 
 CSV_COLUMNS = [
     "image_id",
@@ -167,8 +168,7 @@ def detect_paths(
         (out / "annotated").mkdir(exist_ok=True)
     if score_threshold is None:
         score_threshold = detector.detect_score_threshold
-    # raising the candidate threshold before NMS keeps the same top detections, faster
-    detector.postprocess.score_threshold = max(score_threshold, detector.settings.score_threshold)
+    used_threshold = max(score_threshold, detector.settings.score_threshold)
     names = detector.class_names
 
     detections: list[dict[str, Any]] = []
@@ -179,7 +179,7 @@ def detect_paths(
     with bar:
         for batch in _batches(_readable(files, skipped), batch_size):
             t0 = time.perf_counter()
-            predictions = detector.predict([img for _, img in batch])
+            predictions = detector.predict([img for _, img in batch], score_threshold)
             seconds += time.perf_counter() - t0
             for (path, img), pred in zip(batch, predictions, strict=True):
                 image_id = len(images) + 1
@@ -190,21 +190,16 @@ def detect_paths(
                     "width": int(img.shape[-1]),
                     "num_detections": len(pred["scores"]),
                 }
-                for box, score, label in zip(
-                    pred["boxes"].tolist(),
-                    pred["scores"].tolist(),
-                    pred["labels"].tolist(),
-                    strict=True,
-                ):
-                    x1, y1, x2, y2 = box
+                for det in detections_of(pred):
+                    x1, y1, x2, y2 = det.box
                     detections.append(
                         {
                             "image_id": image_id,
                             "file_name": str(path),
-                            "category_id": int(label),
-                            "category_name": names[label - 1],
+                            "category_id": det.category_id,
+                            "category_name": names[det.category_id - 1],
                             "bbox": [round(v, 3) for v in (x1, y1, x2 - x1, y2 - y1)],
-                            "score": round(float(score), 5),
+                            "score": round(det.score, 5),
                         }
                     )
                 if draw:
@@ -236,7 +231,7 @@ def detect_paths(
         "num_images": len(images),
         "num_detections": len(detections),
         "num_skipped": len(skipped),
-        "score_threshold": detector.postprocess.score_threshold,
+        "score_threshold": used_threshold,
         "postprocess": detector.settings.model_dump(mode="json"),
         "images_per_second": round(len(images) / seconds, 3) if seconds > 0 else None,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],

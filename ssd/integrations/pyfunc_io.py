@@ -17,6 +17,7 @@ import pandas as pd
 
 from ssd.data.images import ImageReadError, image_from_array, read_image
 from ssd.infer.detector import Detector
+from ssd.infer.predict import detections_of
 
 COLUMNS = ["image", "label", "score", "x1", "y1", "x2", "y2"]
 DATA_URI = "data:image/"
@@ -57,7 +58,6 @@ def detect_table(
     """
     if score_threshold is None:
         score_threshold = detector.detect_score_threshold
-    detector.postprocess.score_threshold = max(score_threshold, detector.settings.score_threshold)
     items = _as_items(model_input)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):
@@ -76,19 +76,12 @@ def detect_table(
             except ImageReadError as err:
                 raise ValueError(f"image {name}: {err}") from None
             names.append(name)
-        for name, det in zip(names, detector.predict(tensors), strict=True):
-            for box, score, label in zip(
-                det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), strict=True
-            ):
+        for name, pred in zip(names, detector.predict(tensors, score_threshold), strict=True):
+            for det in detections_of(pred):
+                x1, y1, x2, y2 = det.box
+                label = detector.class_names[det.category_id - 1]
                 rows.append(
-                    {
-                        "image": name,
-                        "label": detector.class_names[label - 1],
-                        "score": score,
-                        "x1": box[0],
-                        "y1": box[1],
-                        "x2": box[2],
-                        "y2": box[3],
-                    }
+                    {"image": name, "label": label, "score": det.score}
+                    | {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
                 )
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -111,8 +111,14 @@ class PostProcessor:
         self.detections_per_image = detections_per_image
 
     def __call__(
-        self, cls_logits: Tensor, box_offsets: Tensor, image_sizes: Sequence[tuple[int, int]]
+        self,
+        cls_logits: Tensor,
+        box_offsets: Tensor,
+        image_sizes: Sequence[tuple[int, int]],
+        score_threshold: float | None = None,
     ) -> list[dict[str, Tensor]]:
+        """Detections per image; ``score_threshold`` (None: this post-processor's) drops
+        candidates before NMS."""
         priors = self.priors.to(box_offsets.device)
         sizes = torch.tensor(
             [[w, h, w, h] for h, w in image_sizes], dtype=torch.float32, device=box_offsets.device
@@ -122,6 +128,8 @@ class PostProcessor:
         scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:]  # [N, A, C]
 
         return select_detections(
-            boxes, scores, self.score_threshold, self.nms_threshold,
+            boxes, scores,
+            self.score_threshold if score_threshold is None else score_threshold,
+            self.nms_threshold,
             self.candidates_per_class, self.detections_per_image,
         )  # fmt: skip

@@ -67,7 +67,8 @@ import fiftyone as fo
 import fiftyone.brain as fob
 from fiftyone import ViewField as F
 
-from ssd.audit.rank import KINDS, AuditResult, Suspect, apply_fixes
+from ssd.audit.fixes import apply_fixes
+from ssd.audit.rank import KINDS, AuditResult, Suspect
 from ssd.audit.report import AUDIT_DIR, AUDIT_JSON, DETECTIONS_JSON, load_audit
 from ssd.data.prepared import SPLITS, PreparedSplit
 from ssd.errors import BrowseError
