@@ -43,7 +43,7 @@ run: setup
 	@echo "== pipeline (dvc repro: prepare -> train -> evaluate -> register)"
 	dvc repro
 	@echo "== results"
-	@$(PY) -m ssd.summary
+	@ssd summary
 
 PREFECT_PORT ?= 4200
 prefect-server: setup

@@ -28,7 +28,7 @@ from machine import write_report
 
 from ssd.data.prepared import PreparedSplit
 from ssd.evaluation.coco import STAT_NAMES, coco_evaluate
-from ssd.evaluation.run import evaluate_detections
+from ssd.evaluation.report import evaluate_detections
 from ssd.evaluation.tide import tide_evaluate
 from ssd.evaluation.voc import voc_evaluate
 
@@ -105,7 +105,7 @@ def model_run(num_images: int, out: Path) -> dict[str, Any]:
     from torchvision.io import write_png
 
     from ssd.config import ModelConfig
-    from ssd.evaluation.run import evaluate_model
+    from ssd.infer.predict import detect_split
     from ssd.model.builder import build_model
     from ssd.model.weights import save_detector
 
@@ -124,7 +124,10 @@ def model_run(num_images: int, out: Path) -> dict[str, Any]:
     ckpt = save_detector(out / "det", model, cfg, [c["name"] for c in dataset["categories"]])
     t0 = time.perf_counter()
     split = PreparedSplit.load(root, "test")
-    metrics = evaluate_model(ckpt, split, out / "reports", batch_size=8, device="cpu")
+    found = detect_split(ckpt, split, batch_size=8, device="cpu")
+    metrics = evaluate_detections(
+        split, found.detections, out / "reports", found.priors, found.images_per_second
+    )
     wall = time.perf_counter() - t0
     return {
         "images": num_images,

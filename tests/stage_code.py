@@ -81,16 +81,56 @@ def closure(modules: set[str]) -> set[Path]:
     return files
 
 
-def command_code(command: str) -> set[Path]:
-    """The files ``ssd <command>`` runs: cli.py, and the closure of the command's imports and
-    of cli.py's module-level imports."""
-    cli = REPO / "ssd" / "cli.py"
-    tree = ast.parse(cli.read_text())
-    module_level = imported_modules([n for n in tree.body if not isinstance(n, ast.FunctionDef)])
-    func = None
-    for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
+def _module_level(tree: ast.Module) -> set[str]:
+    """``ssd.*`` modules a module imports when it is imported (not inside its functions)."""
+    return imported_modules([n for n in tree.body if not isinstance(n, ast.FunctionDef)])
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def _called(func: ast.FunctionDef, names: set[str], via: str | None = None) -> set[str]:
+    """Names in ``names`` that ``func`` calls, as ``name(...)`` or ``via.name(...)``."""
+    found = set()
+    for node in ast.walk(func):
+        if not isinstance(node, ast.Call):
             continue
+        f = node.func
+        if via is None and isinstance(f, ast.Name) and f.id in names:
+            found.add(f.id)
+        elif (
+            via is not None
+            and isinstance(f, ast.Attribute)
+            and isinstance(f.value, ast.Name)
+            and f.value.id == via
+            and f.attr in names
+        ):
+            found.add(f.attr)
+    return found
+
+
+def _reachable(defs: dict[str, ast.FunctionDef], start: set[str]) -> list[ast.FunctionDef]:
+    """``start`` and the module's functions they call, transitively."""
+    todo, seen = list(start), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in defs:
+            continue
+        seen.add(name)
+        todo.extend(_called(defs[name], set(defs)) - seen)
+    return [defs[n] for n in sorted(seen)]
+
+
+def command_code(command: str) -> set[Path]:
+    """The files ``ssd <command>`` runs: cli.py and stages.py (each only with the imports of
+    the functions the command runs: the command's, its stage's and their helpers'), and the
+    closure of those imports and of both modules' module-level imports."""
+    cli_path, stages_path = REPO / "ssd" / "cli.py", REPO / "ssd" / "stages.py"
+    cli, stages = ast.parse(cli_path.read_text()), ast.parse(stages_path.read_text())
+    cli_defs, stage_defs = _functions(cli), _functions(stages)
+    func = None
+    for node in cli_defs.values():
         for dec in node.decorator_list:
             call = dec if isinstance(dec, ast.Call) else None
             target = call.func if call else dec
@@ -102,25 +142,26 @@ def command_code(command: str) -> set[Path]:
                     func = node
     if func is None:
         raise KeyError(f"no `ssd {command}` in ssd/cli.py")
-    helpers = _called_helpers(tree, func)
-    own = imported_modules([func, *helpers])
-    # cli.py itself runs, but only this command's imports in it (not every command's)
-    return closure(module_level | own) | {cli.relative_to(REPO)}
+    in_cli = _reachable(cli_defs, {func.name})
+    in_stages = _reachable(
+        stage_defs, set().union(*(_called(f, set(stage_defs), via="stages") for f in in_cli))
+    )
+    modules = (_module_level(cli) | _module_level(stages)) - {"ssd.stages"}
+    modules |= imported_modules([*in_cli, *in_stages])
+    found = closure(modules) | {cli_path.relative_to(REPO), stages_path.relative_to(REPO)}
+    return found | {Path("ssd/__init__.py")}
 
 
-def _called_helpers(tree: ast.Module, func: ast.FunctionDef) -> list[ast.FunctionDef]:
-    """Module-level functions of cli.py that ``func`` calls (one level is enough there)."""
-    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    called = {
-        n.func.id
-        for n in ast.walk(func)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in defs
-    }
-    return [defs[c] for c in sorted(called) if c != func.name]
+def dependency(path: Path) -> str:
+    """The ``dvc.yaml`` dependency that covers ``path``: its top-level package under
+    ``ssd/`` (``ssd/model``), or the file itself for a top-level module (``ssd/cli.py``)."""
+    parts = path.parts
+    return "/".join(parts[:2]) if len(parts) > 2 else str(path)
 
 
 if __name__ == "__main__":
     import sys
 
     for cmd in sys.argv[1:]:
-        print(cmd, sorted(str(p) for p in command_code(cmd)))
+        code = command_code(cmd)
+        print(cmd, sorted({dependency(p) for p in code}))

@@ -42,10 +42,9 @@ VIEW_KINDS = {
 def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Prepared dataset ``planted`` + audits of train and test + an evaluation of test +
     a private mongod that FiftyOne uses for this module (then the previous one again)."""
-    from ssd.evaluation.run import evaluate_detections
-
     from ssd.audit.report import run_audit
     from ssd.data.prepared import PreparedSplit
+    from ssd.evaluation.report import evaluate_detections
 
     tmp = tmp_path_factory.mktemp("audit")
     case = planted_case(seed=0, per_kind=15)

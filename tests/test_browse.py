@@ -140,7 +140,7 @@ def browse_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     from ssd.config import load_config
     from ssd.data.prepare import prepare_dataset
     from ssd.data.prepared import PreparedSplit
-    from ssd.evaluation.run import evaluate_detections
+    from ssd.evaluation.report import evaluate_detections
 
     tmp = tmp_path_factory.mktemp("browse")
     cfg = load_config(

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ssd import stages
 from ssd.cli import app
 from ssd.config import load_config
-from ssd.integrations.registry import register_from_config
 
 runner = CliRunner()
 TINY = [
@@ -95,6 +95,6 @@ def test_register_library_function_writes_registry_json(tmp_path: Path, monkeypa
     """The stage's library function writes the stage's output (so a Prefect flow does too)."""
     monkeypatch.chdir(tmp_path)
     cfg = load_config(None, [*TINY, f"data.name={name}", "tracking.enabled=false"])
-    result = register_from_config(cfg)
+    result = stages.register(cfg)
     assert json.loads(cfg.layout.registry.read_text()) == result
     assert result["model_uri"] is None and "tracking.enabled is false" in result["reason"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from stage_code import REPO, command_code
+from stage_code import REPO, command_code, dependency
 from stage_keys import leaf_keys
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
@@ -50,29 +50,28 @@ def declared_keys(stage: str) -> set[str]:
     return out
 
 
-def declared_code(stage: str) -> set[Path]:
-    """The stage's deps inside ssd/, folders expanded to their .py files."""
-    files: set[Path] = set()
+def declared_code(stage: str) -> set[str]:
+    """The stage's deps inside ssd/ (layers: folders; top-level modules: files)."""
+    deps = set()
     for dep in dvc_stages()[stage]["deps"]:
-        path = REPO / dep
         if dep.split("/")[0] != "ssd":
             continue
-        if path.is_dir():
-            files |= {p.relative_to(REPO) for p in path.rglob("*.py")}
-        else:
-            assert path.is_file(), f"dvc.yaml {stage}: dependency {dep} does not exist"
-            files.add(Path(dep))
-    return files
+        assert (REPO / dep).exists(), f"dvc.yaml {stage}: dependency {dep} does not exist"
+        deps.add(dep)
+    return deps
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_each_stage_lists_exactly_the_code_it_runs(stage: str) -> None:
-    expected = command_code(STAGES[stage])
+    """At the level of the layers: a folder of ssd/ is listed when the stage runs any module
+    in it, a top-level module when the stage imports it."""
     if stage == "register":  # the registered MLflow model carries the ssd package as code
-        expected |= {p.relative_to(REPO) for p in (REPO / "ssd").rglob("*.py")}
+        expected = {"ssd"}
+    else:
+        expected = {dependency(p) for p in command_code(STAGES[stage])}
     declared = declared_code(stage)
-    missing = sorted(str(p) for p in expected - declared)
-    extra = sorted(str(p) for p in declared - expected)
+    missing = sorted(expected - declared)
+    extra = sorted(declared - expected)
     assert not missing and not extra, (
         f"dvc.yaml stage '{stage}': runs but does not list {missing}; lists but does not run "
         f"{extra}"

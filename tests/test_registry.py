@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ssd.errors import RegistryError
-from ssd.integrations.registry import decide_champion, register
+from ssd.integrations.registry import decide_champion, register_detector
 
 
 def test_first_version_becomes_champion() -> None:
@@ -32,11 +32,11 @@ def test_a_tie_printed_alike_never_moves_the_alias() -> None:
 
 def test_missing_inputs_are_named(tmp_path) -> None:
     with pytest.raises(RegistryError, match="run `ssd train` first"):
-        register(tmp_path / "none", tmp_path / "m.json", None, tmp_path / "r.json")
+        register_detector(tmp_path / "none", tmp_path / "m.json", None, tmp_path / "r.json")
     (tmp_path / "det").mkdir()
     (tmp_path / "det" / "model.safetensors").write_bytes(b"x")
     with pytest.raises(RegistryError, match="run `ssd evaluate` first"):
-        register(tmp_path / "det", tmp_path / "m.json", None, tmp_path / "r.json")
+        register_detector(tmp_path / "det", tmp_path / "m.json", None, tmp_path / "r.json")
     (tmp_path / "m.json").write_text('{"map50": 0.5}')
     with pytest.raises(RegistryError, match=r"'map' is not in .* choose one of map50"):
-        register(tmp_path / "det", tmp_path / "m.json", None, tmp_path / "r.json")
+        register_detector(tmp_path / "det", tmp_path / "m.json", None, tmp_path / "r.json")

@@ -413,7 +413,7 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
 
     from ssd.data.prepared import PreparedSplit
     from ssd.integrations.mlflow_model import image_data_uri
-    from ssd.integrations.registry import Policy, register
+    from ssd.integrations.registry import Policy, register_detector
 
     uri, model_dir, tmp = tracked_run["uri"], tracked_run["model_dir"], tracked_run["tmp"]
     train_id = json.loads((model_dir / "mlflow_run.json").read_text())["run_id"]
@@ -427,7 +427,7 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
     def reg(value: float) -> dict:
         metrics = tmp / "metrics.json"
         metrics.write_text(json.dumps({"map": value, "map50": value}))
-        return register(
+        return register_detector(
             model_dir,
             metrics,
             split,

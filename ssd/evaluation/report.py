@@ -215,3 +215,40 @@ def evaluate_detections(
         plots_enabled=plots_enabled,
         started=start,
     )
+
+
+def _percent(value: float | None) -> str:
+    return "  n/a" if value is None else f"{100 * value:5.1f}"
+
+
+def headline_line(metrics: dict[str, Any]) -> str:
+    """The :data:`~ssd.evaluation.score.HEADLINE` figures on one line (``ssd summary``)."""
+    return "  ".join(f"{k} {metrics[k]:.3f}" for k in HEADLINE if metrics.get(k) is not None)
+
+
+def evaluation_lines(metrics: dict[str, Any]) -> list[str]:
+    """What ``ssd evaluate`` prints: the headline figures, the TIDE errors, the F1 threshold,
+    the default-box coverage and the speed."""
+    dap = metrics["errors"]["dap"]
+    lines = [
+        f"{metrics['split']}: {metrics['num_images']} images, {metrics['num_detections']} "
+        f"detections ({metrics['num_rejected_detections']} rejected)",
+        f"COCO AP {_percent(metrics['map'])}  AP50 {_percent(metrics['map50'])}  "
+        f"AP75 {_percent(metrics['map75'])}  S/M/L {_percent(metrics['map_small'])} "
+        f"{_percent(metrics['map_medium'])} {_percent(metrics['map_large'])}",
+        f"VOC mAP50 07 {_percent(metrics['voc07_map50'])}  area {_percent(metrics['voc_map50'])}",
+        "TIDE dAP50  " + "  ".join(f"{k} {100 * v:.1f}" for k, v in dap.items()),
+        f"best F1 {metrics['f1']:.3f} at score threshold {metrics['f1_threshold']:.2f} "
+        f"(precision {metrics['precision_at_f1']:.3f}, recall {metrics['recall_at_f1']:.3f}); "
+        "deploy it with: ssd detect --score-threshold f1",
+    ]
+    if metrics["prior_coverage"] is not None:
+        lines.append(f"default boxes cover (IoU≥0.5) {_percent(metrics['prior_coverage'])} % of GT")
+    if metrics["images_per_second"] is not None:
+        lines.append(f"inference {metrics['images_per_second']:.1f} images/s")
+    if metrics["num_detections_past_border"]:
+        lines.append(
+            f"{metrics['num_detections_past_border']} detections reach past the image border "
+            "(scored as given, as pycocotools does)"
+        )
+    return lines

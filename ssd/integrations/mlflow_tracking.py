@@ -1,4 +1,5 @@
-"""MLflow as a :class:`ssd.train.tracking.Tracker`, and the tracked ``train`` stage.
+"""MLflow (and dvclive) as :class:`ssd.train.tracking.Tracker` s for ``ssd train``
+(:func:`ssd.stages.train` assembles them).
 
 If the tracking server cannot be reached, :func:`start_mlflow_run` warns once and returns
 None: training goes on and its metrics stay in the local ``metrics.jsonl``.
@@ -6,7 +7,6 @@ None: training goes on and its metrics stay in the local ``metrics.jsonl``.
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.request
 from pathlib import Path
@@ -103,79 +103,13 @@ def start_mlflow_run(
     return MlflowTracker(run)
 
 
-# ----------------------------------------------------------------------------- the train stage
-
-
-def tracked_train(cfg: Any, resume: bool = False, progress: bool = True) -> Any:
-    """``ssd train`` with MLflow: the run gets params, metrics, provenance tags, the
-    prepared dataset as its input and the detector as a pyfunc model; the run's id goes
-    into the detector's folder (``mlflow_run.json``) so ``ssd register`` registers the
-    version against this run. Used by the CLI and the Prefect flow alike.
-
-    The MLflow run always ends: FINISHED, FAILED, or KILLED when SIGTERM / SIGINT stopped
-    training (during training at a step boundary with a checkpoint, before or after it at
-    once).
-    """
-    import os
-
-    from ssd.data.prepared import PreparedSplit
-    from ssd.errors import DataError, TrainingStopped
-    from ssd.integrations.mlflow_model import log_detector_model
-    from ssd.provenance import describe_run
-    from ssd.train.loop import StopSignals, train
-    from ssd.train.tracking import fan_out
-
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    tracker = None
-    live = _start_dvclive(cfg, resume) if cfg.tracking.dvclive and rank0 else None
-    with StopSignals(deferred=False):  # train() defers them to a step boundary
-        if cfg.tracking.enabled and rank0:
-            tags = {"dataset": cfg.data.name, "stage": "train"}
-            if cfg.layout.prepared.is_dir():
-                tags |= describe_run(cfg.layout.prepared)
-            tracker = start_mlflow_run(
-                cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
-            )
-            if tracker is not None and "dataset_fingerprint" in tags:
-                try:
-                    tracker.log_dataset(
-                        cfg.layout.prepared, cfg.data.name, tags["dataset_fingerprint"], "training"
-                    )
-                except Exception as err:  # tracking must not fail a training
-                    log.warning("could not log the dataset input: %s", err)
-        try:
-            trackers = [t for t in (tracker, live) if t is not None]
-            result = train(cfg, fan_out(trackers) if trackers else None, resume, progress)
-            run_file = result.model_dir / RUN_FILE
-            run_file.unlink(missing_ok=True)  # never a previous training's run
-            if tracker is not None:
-                run_file.write_text(json.dumps({"run_id": tracker.run_id}) + "\n", "utf-8")
-                try:
-                    example = PreparedSplit.load(cfg.layout.prepared, "train").example_image()
-                    uri = log_detector_model(result.model_dir, example)
-                    log.info("MLflow model: %s", uri)
-                except (DataError, Exception) as err:  # tracking must not fail a training
-                    log.warning("could not log the MLflow model: %s", err)
-        except BaseException as err:
-            if live is not None:
-                live.end()
-            if tracker is not None:
-                stopped = isinstance(err, TrainingStopped | KeyboardInterrupt)
-                tracker.end("KILLED" if stopped else "FAILED")
-            raise
-    if live is not None:
-        live.end()
-    if tracker is not None:
-        tracker.end()
-    return result
-
-
-def _start_dvclive(cfg: Any, resume: bool) -> Any:
-    """The dvclive tracker into ``models/<name>/live``, or None (warned) without dvclive."""
+def start_dvclive(live_dir: Path, resume: bool) -> Any:
+    """The dvclive tracker into ``live_dir`` (``models/<name>/live``), or None (warned) when
+    dvclive is missing or fails: training goes on."""
     try:
         from ssd.integrations.dvclive_tracking import DvcLiveTracker
 
-        return DvcLiveTracker(cfg.layout.models / "live", resume=resume)
+        return DvcLiveTracker(live_dir, resume=resume)
     except Exception as err:  # dvclive missing or failing: training goes on
         log.warning("dvclive unavailable (%s); training curves stay in metrics.jsonl", err)
         return None

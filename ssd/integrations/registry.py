@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssd.config import Config
 from ssd.data.prepared import PreparedSplit
-from ssd.errors import DataError, RegistryError
-from ssd.evaluation.confusion import deploy_threshold
+from ssd.errors import RegistryError
 from ssd.integrations.env import (
     check_tracking_server,
     configure_offline_defaults,
@@ -82,7 +80,7 @@ def training_run(model_dir: Path) -> str | None:
     return str(run_id) if run_id else None
 
 
-def register(
+def register_detector(
     model_dir: str | Path,
     metrics_path: str | Path,
     split: PreparedSplit,
@@ -140,7 +138,7 @@ def register(
             f"{metric} {shown} is below tracking.register_min {policy.register_min:g}: "
             "not registered"
         )
-        _write(out, result)
+        write_result(out, result)
         log.info("%s", result["reason"])
         return result
 
@@ -171,7 +169,7 @@ def register(
             f"registering in MLflow at {uri} failed: {first}; check tracking.tracking_uri and "
             "that the server (or database) is reachable"
         ) from None
-    _write(out, result)
+    write_result(out, result)
     return result
 
 
@@ -271,49 +269,7 @@ def _log_evaluation(metrics_path: Path) -> None:
         mlflow.log_artifacts(str(plots), "evaluation/plots")
 
 
-def _write(out: Path, result: dict[str, Any]) -> None:
+def write_result(out: Path, result: dict[str, Any]) -> None:
+    """``registry.json``: what happened and why."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-
-
-def register_from_config(cfg: Config) -> dict[str, Any]:
-    """The ``register`` stage: the detector of ``models/<data.name>/ssd`` with the metrics
-    of ``reports/<data.name>/metrics.json``; writes ``reports/<data.name>/registry.json``."""
-    metrics_path = cfg.layout.metrics
-    if not cfg.tracking.enabled:
-        result: dict[str, Any] = {
-            "model_name": cfg.registered_model_name,
-            "version": None,
-            "champion": False,
-            "model_uri": None,
-            "reason": "tracking.enabled is false: nothing registered",
-        }
-        cfg.layout.registry.parent.mkdir(parents=True, exist_ok=True)
-        cfg.layout.registry.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-        return result
-    split_name: str = cfg.evaluate.split
-    if cfg.layout.evaluation.is_file():  # the split evaluated (evaluate --split may differ)
-        try:
-            recorded = json.loads(cfg.layout.evaluation.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            recorded = None  # register() says what is wrong with the metrics
-        if isinstance(recorded, dict):
-            split_name = str(recorded.get("split", split_name))
-    try:
-        split = PreparedSplit.load(cfg.layout.prepared, split_name)
-        threshold = deploy_threshold(cfg.postprocess.detect_score_threshold, metrics_path)
-    except (DataError, ValueError) as err:
-        raise RegistryError(str(err)) from None
-    postprocess = cfg.postprocess.model_dump(mode="json") | {"detect_score_threshold": threshold}
-    t = cfg.tracking
-    return register(
-        cfg.layout.detector,
-        metrics_path,
-        split,
-        cfg.layout.registry,
-        tracking_uri=t.tracking_uri,
-        experiment=t.experiment,
-        model_name=cfg.registered_model_name,
-        policy=Policy(t.champion_metric, t.champion_min_delta, t.register_min),
-        postprocess=postprocess,
-    )

@@ -21,11 +21,12 @@ import pytest
 import torch
 from audit_cases import CLASSES, planted_case, planted_key, recall_at_k, write_prepared_case
 
+from ssd.audit.fixes import apply_fixes
 from ssd.audit.rank import (
     KINDS,
     AuditOptions,
+    AuditResult,
     Suspect,
-    apply_fixes,
     audit_labels,
     find_suspects,
 )
@@ -255,21 +256,29 @@ def test_run_audit_writes_json_csv_crops_and_grid(tmp_path: Path) -> None:
     assert "audit.json" in text
 
 
-def test_audit_model_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
+def test_audit_stage_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
     """The stage's glue: load the detector, check its classes, predict, audit, write."""
-    from ssd.audit.report import audit_model
-    from ssd.config import ModelConfig, PostprocessConfig
+    from ssd import stages
+    from ssd.config import ModelConfig, PostprocessConfig, load_config
     from ssd.errors import EvaluationError
     from ssd.model.builder import build_model
     from ssd.model.weights import save_detector
 
     case = planted_case(seed=1, num_images=4, per_kind=1)
-    split = PreparedSplit.load(write_prepared_case(tmp_path / "prepared", case), "test")
+    write_prepared_case(tmp_path / "prepared", case)
     torch.manual_seed(0)
     cfg = ModelConfig(backbone="efficientnet_lite0", input_size=128, backbone_weights=None)
     model_dir = save_detector(tmp_path / "det", build_model(cfg, 3), cfg, CLASSES)
     out = tmp_path / "reports"
-    result = audit_model(model_dir, split, out, batch_size=2, progress=False)
+    config = load_config(
+        None, [f"data.prepared_root={tmp_path}", "data.name=prepared", "audit.batch_size=2"]
+    )
+
+    def audit_model(model: Path, postprocess: PostprocessConfig | None = None) -> AuditResult:
+        cfg = config.model_copy(update={"postprocess": postprocess or PostprocessConfig()})
+        return stages.audit(cfg, model, None, "test", out, "cpu", progress=False)
+
+    result = audit_model(model_dir)
     data = json.loads((out / "audit.json").read_text())
     assert data["num_images"] == 4 and data["num_detections"] == result.num_detections > 0
     assert data["postprocess"] == PostprocessConfig().model_dump()  # what made the detections
@@ -282,9 +291,9 @@ def test_audit_model_runs_a_checkpoint_on_the_split(tmp_path: Path) -> None:
 
     other = save_detector(tmp_path / "det2", build_model(cfg, 2), cfg, ["a", "b"])
     with pytest.raises(EvaluationError, match="class mismatch"):
-        audit_model(other, split, out, progress=False)
+        audit_model(other)
     with pytest.raises(EvaluationError, match="train first"):
-        audit_model(tmp_path / "nowhere", split, out)
+        audit_model(tmp_path / "nowhere")
     # Weak detections are evidence: a score threshold above the background score is refused.
     with pytest.raises(EvaluationError, match=r"postprocess.score_threshold \(0.3\)"):
-        audit_model(model_dir, split, out, postprocess=PostprocessConfig(score_threshold=0.3))
+        audit_model(model_dir, PostprocessConfig(score_threshold=0.3))

@@ -12,7 +12,9 @@ from eval_cases import write_prepared
 
 from ssd.data.prepared import PreparedSplit
 from ssd.errors import DataError, EvaluationError
-from ssd.evaluation.run import REQUIRED_KEYS, evaluate_detections, evaluate_model
+from ssd.evaluation.report import evaluate_detections
+from ssd.evaluation.score import REQUIRED_KEYS
+from ssd.infer.predict import detect_split
 
 CLASSES = ["cat", "dog"]
 
@@ -142,4 +144,4 @@ def test_classes_json_must_agree(prepared) -> None:
 
 def test_missing_detector_fails_clearly(prepared, tmp_path) -> None:
     with pytest.raises(EvaluationError, match=r"detector .* does not exist"):
-        evaluate_model(tmp_path / "no_model", load(prepared), tmp_path / "r")
+        detect_split(tmp_path / "no_model", load(prepared))

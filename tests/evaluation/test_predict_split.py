@@ -1,5 +1,5 @@
 """``predict_split`` reads the split's images, runs a detector, and returns COCO results;
-``evaluate_model`` refuses a detector trained on other classes."""
+``detect_split`` refuses a detector trained on other classes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from eval_cases import write_prepared
 
 from ssd.data.prepared import PreparedSplit
 from ssd.errors import EvaluationError
-from ssd.evaluation.run import evaluate_model
-from ssd.infer.predict import predict_split
+from ssd.evaluation.report import evaluate_detections
+from ssd.infer.predict import detect_split, predict_split
 
 
 class FakeDetector:
@@ -64,9 +64,17 @@ def test_real_detector_end_to_end(prepared, tmp_path) -> None:
     detector = inference.load_detector(path, device="cpu")
     results, _ = predict_split(detector, prepared, batch_size=4, progress=False)
     assert all(r["category_id"] in (1, 2) and len(r["bbox"]) == 4 for r in results)
-    metrics = evaluate_model(path, prepared, tmp_path / "r", device="cpu", sample_images=1)
+    found = detect_split(path, prepared, device="cpu", progress=False)
+    metrics = evaluate_detections(
+        prepared,
+        found.detections,
+        tmp_path / "r",
+        found.priors,
+        found.images_per_second,
+        sample_images=1,
+    )
     assert metrics["images_per_second"] > 0 and metrics["coverage"] is not None
 
     other = save_detector(tmp_path / "other", model, cfg, ["cat", "bird"])
     with pytest.raises(EvaluationError, match="class mismatch"):
-        evaluate_model(other, prepared, tmp_path / "r2", device="cpu")
+        detect_split(other, prepared, device="cpu")
