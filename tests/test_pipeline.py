@@ -254,12 +254,15 @@ CHANGES = [  # (a params.yaml key or a code file, the stages that read it)
     ("postprocess.nms_threshold", 0.3, {"evaluate", "register", "audit"}),
     ("evaluate.sample_images", 1, {"evaluate"}),
     ("tracking.champion_metric", "map50", {"register"}),
-    ("ssd/model/fusion.py", None, {"train", "evaluate", "register", "audit"}),  # validation too
-    ("ssd/evaluation/tide.py", None, {"evaluate", "register"}),
-    ("ssd/data/sources/voc.py", None, {"prepare", "register"}),
-    ("ssd/integrations/fiftyone/browse.py", None, {"register"}),  # the model's code copy
+    # Code: a stage depends on the layers (folders of ssd/) it runs. The config validates
+    # model.backbone against the backbone registry, so every stage runs ssd/model.
+    ("ssd/model/fusion.py", None, ALL),
+    ("ssd/evaluation/tide.py", None, {"train", "evaluate", "register", "audit"}),
+    ("ssd/data/sources/voc.py", None, ALL),
+    ("ssd/integrations/fiftyone/browse.py", None, {"train", "register"}),  # MLflow in train
     ("audit.min_score", 0.6, {"audit"}),
     ("ssd/audit/rank.py", None, {"audit", "register"}),
+    ("ssd/stages.py", None, ALL),
 ]
 
 
