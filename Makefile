@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: setup
 	@echo "== model"; ssd info
-	@echo "== pipeline (dvc repro: prepare -> train -> evaluate -> register)"
+	@echo "== pipeline (dvc repro: prepare -> train -> evaluate -> register, audit)"
 	dvc repro
 	@echo "== results"
 	@ssd summary

@@ -117,7 +117,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Config:
     if moved:
         raise ConfigError(
             f"Invalid configuration ({source}): each stage now owns its section "
-            "(README.md, 'Configuration'):\n" + "\n".join(moved)
+            "(docs/configuration.md):\n" + "\n".join(moved)
         )
     try:
         return Config.model_validate(dict(raw))

@@ -19,7 +19,7 @@ if the error has one, else the detection; area ``w·h`` in pixels², COCO bounds
 size are fixed. AP is COCO-style 101-point AP at IoU 0.5, detections capped at 100 per image,
 averaged over the classes that have GT or detections (classes with detections but no GT
 count as AP 0). This is the behaviour of the reference implementation (PyPI ``tidecv``
-1.0.1, ``TIDERun``), which ``tests/evaluation/test_tide.py`` checks against.
+1.0.1, ``TIDERun``), which ``tests/evaluation/test_tide_errors.py`` checks against.
 ``difficult`` objects are ordinary GT here, as in :mod:`ssd.evaluation.coco`.
 
 All AP and dAP values are fractions in [0, 1] (TIDE prints them ×100).

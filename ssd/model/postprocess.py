@@ -4,7 +4,8 @@ per-class NMS with jaccard 0.45, top 200 per image).
 As in the Caffe SSD and torchvision's ``postprocess_detections``, each class first keeps
 its ``candidates_per_class`` (400) highest-scoring boxes above the threshold, then NMS
 runs per class (``torchvision.ops.batched_nms``), then the best ``detections_per_image``
-are kept. Vectorised over the batch: one top-k and one ``batched_nms`` call.
+are kept. Vectorised over the batch: one top-k, then NMS per image and class
+(:func:`grouped_nms`: one ``batched_nms`` call for few boxes, one ``nms`` per group for many).
 """
 
 from __future__ import annotations

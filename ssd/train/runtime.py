@@ -58,7 +58,7 @@ def fit_threads(t: TrainConfig) -> int:
     are idle when training starts (at most the cores this process may use), shared among
     torchrun's local processes; at least 1.
 
-    Measured on 2 cores with 2 loader workers (README "Speed"): alone, 2 threads ran at
+    Measured on 2 cores with 2 loader workers (docs/results.md "Threads"): alone, 2 threads ran at
     1.8x the images/s of 1; beside one other busy process, 1 thread ran at 1.6x the
     images/s of 2 (OpenMP threads that wait for a core stall every operator). So the
     count follows what is free, not a fixed rule."""

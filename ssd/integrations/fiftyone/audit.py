@@ -73,6 +73,7 @@ from ssd.audit.report import AUDIT_DIR, AUDIT_JSON, DETECTIONS_JSON, load_audit
 from ssd.data.prepared import SPLITS, PreparedSplit
 from ssd.errors import BrowseError
 from ssd.integrations.fiftyone.browse import build_browse_dataset, dataset_name
+from ssd.integrations.fiftyone.convert import coco_samples, pixel_box, relative_box
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +137,11 @@ AUDIT_VIEWS: dict[str, tuple[str, Callable[[fo.Dataset], fo.DatasetView]]] = {
 }
 
 
-def _relative(box: Sequence[float], width: float, height: float) -> list[float]:
-    x, y, w, h = (float(v) for v in box)
-    return [x / width, y / height, w / width, h / height]
-
-
-def _pixels(box: Sequence[float], width: float, height: float) -> list[float]:
-    x, y, w, h = (float(v) for v in box)
-    return [round(x * width, 2), round(y * height, 2), round(w * width, 2), round(h * height, 2)]
-
-
 def _audit_label(s: Suspect, width: float, height: float, tag: str | None) -> fo.Detection:
     after = s.model_label if s.kind in ("missing", "wrong_class") else s.label
     return fo.Detection(
         label=after,
-        bounding_box=_relative(s.box, width, height),
+        bounding_box=relative_box(s.box, width, height),
         kind=s.kind,
         score=float(s.score),
         rank=int(s.rank),
@@ -160,7 +151,7 @@ def _audit_label(s: Suspect, width: float, height: float, tag: str | None) -> fo
         model_label=s.model_label,
         model_score=s.model_score,
         iou=s.iou,
-        model_box=None if s.model_box is None else _relative(s.model_box, width, height),
+        model_box=None if s.model_box is None else relative_box(s.model_box, width, height),
         change=s.change,
         tags=[tag] if tag else [],
     )
@@ -283,42 +274,15 @@ def compute_fiftyone_mistakenness(ds: fo.Dataset, min_confidence: float = 0.0) -
 
 def _plain_samples(data: PreparedSplit, detections: list[dict[str, Any]]) -> list[fo.Sample]:
     """Ground truth and detections of a split, without any evaluation."""
-    names = data.class_names
-    images = {img["id"]: img for img in data.images}
-    gts: dict[Any, list[fo.Detection]] = {i: [] for i in images}
-    for ann in data.annotations:
-        img = images[ann["image_id"]]
-        gts[ann["image_id"]].append(
-            fo.Detection(
-                label=names[int(ann["category_id"]) - 1],
-                bounding_box=_relative(ann["bbox"], img["width"], img["height"]),
-                difficult=bool(ann.get("difficult", 0)),
-                annotation_id=int(ann["id"]),
-            )
-        )
-    preds: dict[Any, list[fo.Detection]] = {i: [] for i in images}
-    for index, det in enumerate(detections):
-        if det["image_id"] not in images:
-            continue
-        img = images[det["image_id"]]
-        preds[det["image_id"]].append(
-            fo.Detection(
-                label=names[int(det["category_id"]) - 1],
-                bounding_box=_relative(det["bbox"], img["width"], img["height"]),
-                confidence=float(det["score"]),
-                detection_index=index,
-            )
-        )
-    return [
-        fo.Sample(
-            filepath=str(data.image_path(img).resolve()),
-            metadata=fo.ImageMetadata(width=img["width"], height=img["height"]),
-            image_id=image_id,
-            ground_truth=fo.Detections(detections=gts[image_id]),
-            predictions=fo.Detections(detections=preds[image_id]),
-        )
-        for image_id, img in images.items()
-    ]
+    return coco_samples(
+        data.root,
+        data.images,
+        data.class_names,
+        data.annotations,
+        enumerate(detections),
+        gt_attrs=lambda ann: {"annotation_id": int(ann["id"])},
+        det_attrs=lambda index, det: {"detection_index": index},
+    )
 
 
 def build_audit_dataset(
@@ -428,11 +392,11 @@ def confirmed_suspects(ds: fo.Dataset) -> list[Suspect]:
                     rank=int(d["rank"]),
                     image_id=sample["image_id"],
                     file_name=file_name,
-                    box=_pixels(d.bounding_box, width, height),
+                    box=pixel_box(d.bounding_box, width, height),
                     label=d["gt_label"],
                     annotation_id=d["annotation_id"],
                     model_label=d["model_label"],
-                    model_box=None if model_box is None else _pixels(model_box, width, height),
+                    model_box=None if model_box is None else pixel_box(model_box, width, height),
                     model_score=d["model_score"],
                     iou=d["iou"],
                 )
@@ -554,32 +518,21 @@ def _export_samples(
     prepared: Path, coco: dict[str, Any], classes: list[str], split: str, nudge: float = 0.0
 ) -> list[fo.Sample]:
     """Samples of one split, tagged with it; boxes moved by ``nudge`` pixels right and down."""
-    anns: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for a in coco["annotations"]:
-        anns[a["image_id"]].append(a)
-    samples = []
-    for img in coco["images"]:
-        width, height = img["width"], img["height"]
-        dets = [
-            fo.Detection(
-                label=classes[int(a["category_id"]) - 1],
-                bounding_box=_relative(
-                    [a["bbox"][0] + nudge, a["bbox"][1] + nudge, *a["bbox"][2:]], width, height
-                ),
-                difficult=int(a.get("difficult", 0)),  # VOC writes it as <difficult>
-                iscrowd=int(a.get("difficult", 0)),  # COCO: ssd prepare reads it as difficult
-            )
-            for a in anns.get(img["id"], [])
-        ]
-        samples.append(
-            fo.Sample(
-                filepath=str((prepared / img["file_name"]).resolve()),
-                metadata=fo.ImageMetadata(width=width, height=height),
-                ground_truth=fo.Detections(detections=dets),
-                tags=[split],
-            )
-        )
-    return samples
+    moved = [
+        {**a, "bbox": [a["bbox"][0] + nudge, a["bbox"][1] + nudge, *a["bbox"][2:]]}
+        for a in coco["annotations"]
+    ]
+    return coco_samples(
+        prepared,
+        coco["images"],
+        classes,
+        moved,
+        gt_attrs=lambda a: {
+            "difficult": int(a.get("difficult", 0)),  # VOC writes it as <difficult>
+            "iscrowd": int(a.get("difficult", 0)),  # COCO: ssd prepare reads it as difficult
+        },
+        sample_attrs=lambda img: {"tags": [split]},
+    )
 
 
 def _export_split(

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from fiftyone import ViewField as F
 
 from ssd.data.prepared import PreparedSplit, annotation_area, size_of
 from ssd.errors import BrowseError
+from ssd.integrations.fiftyone.convert import coco_samples
 
 EVAL_KEY = "eval"
 IOU = 0.5
@@ -148,11 +149,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def _relative_box(bbox: list[float], width: float, height: float) -> list[float]:
-    x, y, w, h = (float(v) for v in bbox)
-    return [x / width, y / height, w / width, h / height]
-
-
 def _tags(error_type: str) -> list[str]:
     return [f"error:{error_type}"] if error_type in ERROR_TYPES else []
 
@@ -170,70 +166,60 @@ def _build_samples(
         )
     det_rows: dict[str, dict[str, Any]] = _read_json(reports_dir / "errors" / "detections.json")
     gt_rows: dict[str, dict[str, Any]] = _read_json(reports_dir / "errors" / "ground_truth.json")
-    names = data.class_names
-    images = {img["id"]: img for img in data.images}
-
-    gts: dict[Any, list[fo.Detection]] = {i: [] for i in images}
+    image_ids = {img["id"] for img in data.images}
     for ann in data.annotations:
-        row = gt_rows.get(str(ann["id"]))
-        if row is None:
+        if str(ann["id"]) not in gt_rows:
             raise BrowseError(
                 f"annotation {ann['id']} of {prepared_dir}/{split}.json is not in "
                 f"{reports_dir}/errors/ground_truth.json; the reports are from another "
                 "dataset: run `ssd evaluate` again"
             )
-        img = images[ann["image_id"]]
-        error_type = ERROR_TYPE_NAMES.get(row["label"], row["label"])
-        gts[ann["image_id"]].append(
-            fo.Detection(
-                label=names[int(ann["category_id"]) - 1],
-                bounding_box=_relative_box(ann["bbox"], img["width"], img["height"]),
-                difficult=bool(ann.get("difficult", 0)),
-                annotation_id=int(ann["id"]),
-                error_type=error_type,
-                size=row.get("size") or size_of(annotation_area(ann)),
-                tags=_tags(error_type),
-            )
-        )
-
-    preds: dict[Any, list[fo.Detection]] = {i: [] for i in images}
+    detections = []
     for index, row in det_rows.items():
         if row["label"] == "rejected":  # invalid box: nothing to draw (see metrics.json)
             continue
-        if row["image_id"] not in images:
+        if row["image_id"] not in image_ids:
             raise BrowseError(
                 f"detection {index} in {reports_dir}/errors/detections.json refers to image "
                 f"{row['image_id']}, which {prepared_dir}/{split}.json does not have; "
                 "run `ssd evaluate` again"
             )
-        img = images[row["image_id"]]
-        error_type = ERROR_TYPE_NAMES.get(row["label"], row["label"])
-        preds[row["image_id"]].append(
-            fo.Detection(
-                label=names[int(row["category_id"]) - 1],
-                bounding_box=_relative_box(row["bbox"], img["width"], img["height"]),
-                confidence=float(row["score"]),
-                detection_index=int(index),
-                error_type=error_type,
-                tide_iou=row.get("iou"),
-                size=size_of(float(row["bbox"][2]) * float(row["bbox"][3])),
-                tags=_tags(error_type),
-            )
-        )
+        detections.append((int(index), row))
 
-    samples = []
-    for image_id, img in images.items():
-        sample = fo.Sample(
-            filepath=str((prepared_dir / img["file_name"]).resolve()),
-            metadata=fo.ImageMetadata(width=img["width"], height=img["height"]),
-            image_id=image_id,
-            ground_truth=fo.Detections(detections=gts[image_id]),
-            predictions=fo.Detections(detections=preds[image_id]),
-        )
-        found = {d.error_type for d in gts[image_id] + preds[image_id]} & set(ERROR_TYPES)
+    def gt_attrs(ann: Mapping[str, Any]) -> dict[str, Any]:
+        row = gt_rows[str(ann["id"])]
+        error_type = ERROR_TYPE_NAMES.get(row["label"], row["label"])
+        return {
+            "annotation_id": int(ann["id"]),
+            "error_type": error_type,
+            "size": row.get("size") or size_of(annotation_area(dict(ann))),
+            "tags": _tags(error_type),
+        }
+
+    def det_attrs(index: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        error_type = ERROR_TYPE_NAMES.get(row["label"], row["label"])
+        return {
+            "detection_index": index,
+            "error_type": error_type,
+            "tide_iou": row.get("iou"),
+            "size": size_of(float(row["bbox"][2]) * float(row["bbox"][3])),
+            "tags": _tags(error_type),
+        }
+
+    samples = coco_samples(
+        prepared_dir,
+        data.images,
+        data.class_names,
+        data.annotations,
+        detections,
+        gt_attrs=gt_attrs,
+        det_attrs=det_attrs,
+    )
+    for sample in samples:
+        objects = sample.ground_truth.detections + sample.predictions.detections
+        found = {d.error_type for d in objects} & set(ERROR_TYPES)
         sample.tags = sorted(f"error:{t}" for t in found)
-        samples.append(sample)
-    return samples, names, metrics
+    return samples, data.class_names, metrics
 
 
 def build_browse_dataset(

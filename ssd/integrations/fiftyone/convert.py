@@ -73,13 +73,13 @@ def coco_samples(
         )
     preds: dict[Any, list[fo.Detection]] = defaultdict(list)
     for key, det in detections or ():
-        img = by_id.get(det["image_id"])
-        if img is None:
+        of = by_id.get(det["image_id"])
+        if of is None:
             continue
         preds[det["image_id"]].append(
             fo.Detection(
                 label=class_names[int(det["category_id"]) - 1],
-                bounding_box=relative_box(det["bbox"], img["width"], img["height"]),
+                bounding_box=relative_box(det["bbox"], of["width"], of["height"]),
                 confidence=float(det["score"]),
                 **(det_attrs(key, det) if det_attrs else {}),
             )
