@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,8 +43,24 @@ ModelOpt = Annotated[
         "or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION",
     ),
 ]
-SplitOpt = Annotated[str | None, typer.Option("--split", help="train, val or test")]
-DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N")]
+ModelPathOpt = Annotated[
+    Path | None,
+    typer.Option("--model", help="detector to run (default: models/<data.name>/ssd)"),
+]
+DetectionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--detections",
+        help="COCO results JSON (a list of image_id, category_id, bbox as x y w h, score; "
+        "low scores included) to use instead of running a model",
+    ),
+]
+ReportsOpt = Annotated[
+    Path | None, typer.Option("--out", help="report folder (default: reports/<data.name>)")
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="auto, cpu, cuda, cuda:N (default: the section's device)")
+]
 
 
 @app.callback()
@@ -82,10 +97,6 @@ def _warn(message: str) -> None:
 
 def _log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-
-def _percent(value: float | None) -> str:
-    return "  n/a" if value is None else f"{100 * value:5.1f}"
 
 
 # ----------------------------------------------------------------------------- model, data
@@ -163,15 +174,7 @@ def train_cmd(
         except FileNotFoundError as err:  # a file that vanished under training
             raise SSDError(str(err)) from None
     if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(
-            f"trained {result.steps} steps in {result.seconds:.0f} s; "
-            f"detector in {result.model_dir}"
-            + (f" (best val mAP in {result.best_dir})" if result.best_dir else "")
-        )
-        if result.final_metrics:
-            typer.echo(
-                "validation: " + ", ".join(f"{k}={v:.4f}" for k, v in result.final_metrics.items())
-            )
+        typer.echo("\n".join(result.lines()))
 
 
 @app.command("register")
@@ -195,28 +198,13 @@ def register_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -
 def evaluate(
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="detector to run (default: models/<data.name>/ssd)"),
-    ] = None,
-    detections: Annotated[
-        Path | None,
-        typer.Option(
-            "--detections",
-            help="COCO results JSON (a list of image_id, category_id, bbox as x y w h, score) "
-            "to evaluate instead of running a model",
-        ),
-    ] = None,
+    model: ModelPathOpt = None,
+    detections: DetectionsOpt = None,
     split: Annotated[
         str | None, typer.Option("--split", help="train, val or test (default: evaluate.split)")
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="report folder (default: reports/<data.name>)"),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda, cuda:N (default: evaluate.device)")
-    ] = None,
+    out: ReportsOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Score a model (--model) or a detection file (--detections) on a prepared split.
 
@@ -252,17 +240,9 @@ def suggest_priors_command(
     cfg = get_config(params, set_)
     with reported():
         report = stages.suggest_priors(cfg, split, out)
-    cur, new = report["current"], report["suggested"]
-    typer.echo(f"default boxes: {cur['num_priors']} now, {new['num_priors']} suggested")
-    typer.echo("share of GT with a default box at IoU ≥ 0.5 (all / small / medium / large):")
-    for name, cov in report["coverage"].items():
-        for which in ("current", "suggested"):
-            c = cov[which]
-            sizes = " ".join(_percent(c["by_size"][s]["share_covered"]) for s in c["by_size"])
-            typer.echo(f"  {name:<5} {which:<9} {_percent(c['share_covered'])} | {sizes}")
-    typer.echo("to use them, set in params.yaml:\nmodel:\n  priors:")
-    typer.echo(f"    scales: {json.dumps(new['scales'])}")
-    typer.echo(f"    aspect_ratios: {json.dumps(new['aspect_ratios'])}")
+    from ssd.evaluation.suggest import suggestion_lines
+
+    typer.echo("\n".join(suggestion_lines(report)))
     typer.echo(f"wrote {out or cfg.layout.reports}/suggested_priors.json")
 
 
@@ -317,12 +297,9 @@ def detect(
         )
     for item in summary["skipped"]:
         _warn(f"skipped {item['file_name']}: {item['reason']}")
-    speed = summary["images_per_second"]
-    typer.echo(
-        f"{summary['num_images']} images, {summary['num_detections']} detections, "
-        f"{summary['num_skipped']} skipped" + (f" ({speed:.1f} images/s)" if speed else "")
-    )
-    typer.echo(f"wrote {out / summary['detections_file']} and {out / 'summary.json'}")
+    from ssd.infer.detect import summary_lines
+
+    typer.echo("\n".join(summary_lines(summary, out)))
     if summary["num_images"] == 0:
         fail("no readable image among the inputs", code=1)
 
@@ -362,28 +339,13 @@ def export_cmd(
 def audit(
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="detector to run (default: models/<data.name>/ssd)"),
-    ] = None,
-    detections: Annotated[
-        Path | None,
-        typer.Option(
-            "--detections",
-            help="COCO results JSON (image_id, category_id, bbox as x y w h, score), low "
-            "scores included, to audit with instead of running a model",
-        ),
-    ] = None,
+    model: ModelPathOpt = None,
+    detections: DetectionsOpt = None,
     split: Annotated[
         str | None, typer.Option("--split", help="train, val or test (default: audit.split)")
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="report folder (default: reports/<data.name>)"),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda, cuda:N (default: audit.device)")
-    ] = None,
+    out: ReportsOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Rank the labels a detector says are probably wrong: missing, wrong class, loose, spurious.
 
@@ -435,33 +397,9 @@ def browse(
     cfg = get_config(params, set_)
     with reported():
         result = stages.browse(cfg, split, reports)
-    ds = result.dataset
-    typer.echo(
-        f"dataset {ds.name}: {len(ds)} images; errors "
-        + ", ".join(f"{k} {v}" for k, v in result.error_counts.items())
-    )
-    if result.audit_counts is not None:
-        typer.echo(
-            "label audit: "
-            + ", ".join(f"{k} {v}" for k, v in result.audit_counts.items())
-            + " suspects; tag them 'confirmed' or 'dismissed', then `ssd audit-export`"
-        )
-    typer.echo("saved views: " + ", ".join(result.saved_views))
-    if no_launch:
-        return
-    session, url = stages.serve_app(result, address, port)
-    typer.echo(f"FiftyOne App: {url}  (Ctrl-C to stop)")
-    if result.confidence_threshold is not None:
-        typer.echo(
-            f"it opens on predictions with confidence >= {result.confidence_threshold:.2f}, "
-            "every prediction is in the dataset itself"
-        )
-    try:
-        session.wait(-1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        session.close()
+    typer.echo("\n".join(result.lines()))
+    if not no_launch:
+        stages.serve_app(result, address, port, lambda lines: typer.echo("\n".join(lines)))
 
 
 @app.command("audit-export")
@@ -493,13 +431,7 @@ def audit_export(
     cfg = get_config(params, set_)
     with reported():
         result = stages.audit_export(cfg, out, fmt, split, overwrite)
-    total = sum(result.counts.values())
-    typer.echo(
-        f"wrote {result.path} ({result.fmt}): {total} confirmed fixes in {result.split} ("
-        + ", ".join(f"{k} {n}" for k, n in result.counts.items())
-        + "); the list is in audit/fixes.json there"
-    )
-    typer.echo("\n".join(result.next_steps))
+    typer.echo("\n".join(result.lines()))
 
 
 # ----------------------------------------------------------------------------- summary
@@ -514,9 +446,5 @@ def summary(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> Non
     typer.echo("\n".join(lines))
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    app()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -424,6 +425,18 @@ class Browse:
     view: str | None  # the view the App opens on
     confidence_threshold: float | None = None
 
+    def lines(self) -> list[str]:
+        ds = self.dataset
+        errors = ", ".join(f"{k} {v}" for k, v in self.error_counts.items())
+        lines = [f"dataset {ds.name}: {len(ds)} images; errors {errors}"]
+        if self.audit_counts is not None:
+            lines.append(
+                "label audit: "
+                + ", ".join(f"{k} {v}" for k, v in self.audit_counts.items())
+                + " suspects; tag them 'confirmed' or 'dismissed', then `ssd audit-export`"
+            )
+        return [*lines, "saved views: " + ", ".join(self.saved_views)]
+
 
 def browse(cfg: Config, split: str | None = None, reports: Path | None = None) -> Browse:
     """``ssd browse``: build or update the FiftyOne dataset ``ssd-<data.name>-<split>`` from
@@ -458,12 +471,29 @@ def browse(cfg: Config, split: str | None = None, reports: Path | None = None) -
     )
 
 
-def serve_app(result: Browse, address: str, port: int) -> tuple[Any, str]:
-    """Launch the FiftyOne App on ``result``'s dataset; returns the session and its URL."""
+def serve_app(
+    result: Browse, address: str, port: int, opened: Callable[[list[str]], None] | None = None
+) -> None:
+    """Serve the FiftyOne App on ``result``'s dataset until Ctrl-C; ``opened`` gets what to
+    tell the user once it is up (its URL, the view it opens on)."""
     from ssd.integrations.fiftyone.browse import app_url, launch_app
 
     session = launch_app(result.dataset, address=address, port=port, view=result.view)
-    return session, app_url(result.dataset, address, port, result.view)
+    url = app_url(result.dataset, address, port, result.view)
+    lines = [f"FiftyOne App: {url}  (Ctrl-C to stop)"]
+    if result.confidence_threshold is not None:
+        lines.append(
+            f"it opens on predictions with confidence >= {result.confidence_threshold:.2f}, "
+            "every prediction is in the dataset itself"
+        )
+    if opened is not None:
+        opened(lines)
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
 
 
 @dataclass
@@ -475,6 +505,14 @@ class AuditExport:
     split: str
     counts: dict[str, int]
     next_steps: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        kinds = ", ".join(f"{k} {n}" for k, n in self.counts.items())
+        return [
+            f"wrote {self.path} ({self.fmt}): {sum(self.counts.values())} confirmed fixes in "
+            f"{self.split} ({kinds}); the list is in audit/fixes.json there",
+            *self.next_steps,
+        ]
 
 
 def audit_export(

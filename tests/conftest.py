@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests mirror the package (tests/model, tests/train, ...); the builders of test data
+# they share live beside the tests that own them and are importable from every folder.
+for helpers in ("", "data", "evaluation", "audit"):
+    path = str(Path(__file__).parent / helpers)
+    if path not in sys.path:
+        sys.path.insert(0, path)
 SHARED = REPO.parent / "shared"
 BCCD = SHARED / "datasets" / "bccd"
 

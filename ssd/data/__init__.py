@@ -13,5 +13,5 @@ Prepared layout (``data/prepared/<name>/``)::
     report.json                       skipped / fixed records, counts, statistics
     stats.png                         the statistics as plots
 
-The package imports nothing eagerly, so a stage runs (and DVC lists) only the modules it uses.
+The package imports nothing eagerly: ``ssd prepare`` does not load the training side.
 """

@@ -24,6 +24,7 @@ from ssd.evaluation.coverage import (
     gt_boxes_normalised,
 )
 from ssd.evaluation.plots import plot_coverage_comparison
+from ssd.model.builder import prior_layout
 
 if TYPE_CHECKING:
     from ssd.config import ModelConfig
@@ -44,7 +45,6 @@ def suggest_priors(
     "suggested"}`` layouts with their prior counts and ``coverage[split] = {"current",
     "suggested"}`` summaries (:func:`ssd.evaluation.coverage.coverage_summary`).
     """
-    from ssd.model.builder import prior_layout
 
     layout = prior_layout(model_cfg)
     scales, ratios, maps = layout.scales, layout.aspect_ratios, layout.feature_maps
@@ -89,3 +89,27 @@ def suggest_priors(
         if coverage:
             plot_coverage_comparison(coverage, Path(out_dir) / "plots" / "suggested_priors.png")
     return report
+
+
+def _percent(value: float | None) -> str:
+    return "  n/a" if value is None else f"{100 * value:5.1f}"
+
+
+def suggestion_lines(report: dict[str, Any]) -> list[str]:
+    """What ``ssd suggest-priors`` prints: the coverage now and suggested, and the keys."""
+    cur, new = report["current"], report["suggested"]
+    lines = [
+        f"default boxes: {cur['num_priors']} now, {new['num_priors']} suggested",
+        "share of GT with a default box at IoU ≥ 0.5 (all / small / medium / large):",
+    ]
+    for name, cov in report["coverage"].items():
+        for which in ("current", "suggested"):
+            c = cov[which]
+            sizes = " ".join(_percent(c["by_size"][s]["share_covered"]) for s in c["by_size"])
+            lines.append(f"  {name:<5} {which:<9} {_percent(c['share_covered'])} | {sizes}")
+    return [
+        *lines,
+        "to use them, set in params.yaml:\nmodel:\n  priors:",
+        f"    scales: {json.dumps(new['scales'])}",
+        f"    aspect_ratios: {json.dumps(new['aspect_ratios'])}",
+    ]

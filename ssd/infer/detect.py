@@ -240,3 +240,13 @@ def detect_paths(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary | {"detections": detections}
+
+
+def summary_lines(summary: dict[str, Any], out: Path) -> list[str]:
+    """What ``ssd detect`` prints of its summary (the skipped files go to stderr)."""
+    speed = summary["images_per_second"]
+    return [
+        f"{summary['num_images']} images, {summary['num_detections']} detections, "
+        f"{summary['num_skipped']} skipped" + (f" ({speed:.1f} images/s)" if speed else ""),
+        f"wrote {out / summary['detections_file']} and {out / 'summary.json'}",
+    ]

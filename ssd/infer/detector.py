@@ -17,6 +17,7 @@ from ssd.config import PostprocessConfig
 from ssd.model.builder import build_postprocessor
 from ssd.model.fusion import fold_batchnorm
 from ssd.model.network import SSD
+from ssd.model.weights import load_model
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -104,7 +105,6 @@ def load_detector(
 ) -> Detector:
     """Load a detector saved by :func:`ssd.model.weights.save_detector` (no pickle), with the
     inference settings ``postprocess`` (None: the paper's)."""
-    from ssd.model.weights import load_model
 
     model, _, names = load_model(path)
     return Detector(model, names, postprocess, device)

@@ -44,6 +44,7 @@ from ssd.errors import ExportError
 from ssd.model.boxes import decode
 from ssd.model.network import SSD
 from ssd.model.postprocess import select_detections
+from ssd.model.weights import load_model
 
 ExportFormat = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -243,7 +244,6 @@ def export_detector(
 
     ``out`` defaults to ``<detector dir>/model.onnx`` or ``model.torchscript.pt``.
     """
-    from ssd.model.weights import load_model
 
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")

@@ -11,6 +11,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ssd.config import PostprocessConfig
+
 # What the logged pyfunc model needs at load time (pinned by constraints.txt here).
 PIP_REQUIREMENTS = [
     "torch==2.14.1",
@@ -53,8 +55,6 @@ def log_detector_model(
     """
     import mlflow
     import pandas as pd
-
-    from ssd.config import PostprocessConfig
 
     settings = PostprocessConfig.model_validate(postprocess or {})
     threshold = settings.detect_score_threshold

@@ -44,8 +44,11 @@ from tqdm import tqdm
 from ssd.config import Config, ModelConfig, TrainConfig
 from ssd.data.dataset import DetectionDataset
 from ssd.data.prepared import PreparedSplit
+from ssd.data.transforms import build_train_transforms
 from ssd.errors import TrainingError, TrainingStopped
+from ssd.evaluation.coco import coco_evaluate
 from ssd.infer.detector import Detector
+from ssd.infer.predict import predict_split
 from ssd.model.builder import build_loss, build_model
 from ssd.model.loss import MultiBoxLoss
 from ssd.model.network import SSD
@@ -83,6 +86,18 @@ class TrainResult:
     final_metrics: dict[str, float] = field(default_factory=dict)
     nonfinite_steps: int = 0
 
+    def lines(self) -> list[str]:
+        """What ``ssd train`` prints at the end."""
+        best = f" (best val mAP in {self.best_dir})" if self.best_dir else ""
+        lines = [
+            f"trained {self.steps} steps in {self.seconds:.0f} s; "
+            f"detector in {self.model_dir}{best}"
+        ]
+        if self.final_metrics:
+            values = ", ".join(f"{k}={v:.4f}" for k, v in self.final_metrics.items())
+            lines.append(f"validation: {values}")
+        return lines
+
 
 # ----------------------------------------------------------------------------- data order
 
@@ -107,7 +122,6 @@ def load_data(
     prepared: Path, data_name: str, t: TrainConfig, model_cfg: ModelConfig, env: DistEnv
 ) -> TrainData:
     """The train split with ``train.augment`` and the val split, checked against the config."""
-    from ssd.data.transforms import build_train_transforms
 
     if not (prepared / "train.json").is_file():
         raise TrainingError(
@@ -317,8 +331,6 @@ def validate(
     The post-processing is the paper's (:class:`~ssd.config.PostprocessConfig` defaults), so
     training never depends on the ``postprocess`` section.
     """
-    from ssd.evaluation.coco import coco_evaluate
-    from ssd.infer.predict import predict_split
 
     if not split.images:
         return {}

@@ -11,7 +11,7 @@ A checkpoint is a directory ``<models>/checkpoints/step-NNNNNNNN/`` holding
 - ``checkpoint.json``, written last: step, epoch, run id, the settings the run used (to
   compare on resume) and the size of each file.
 
-The rules, each tested in ``tests/test_train.py``:
+The rules, each tested in ``tests/train/test_train.py``:
 
 - **Complete or absent**: written as ``step-N.partial`` and renamed; ``latest.json``
   (replaced atomically) then points at it. A kill during a save leaves the previous one.

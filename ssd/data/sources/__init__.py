@@ -9,6 +9,10 @@ from ssd.config import DataConfig
 from ssd.errors import DataError
 from ssd.data.records import SourceData
 from ssd.data.report import Report
+from ssd.data.sources.coco import read_coco
+from ssd.data.sources.synthetic import read_synthetic
+from ssd.data.sources.voc import read_voc
+from ssd.data.sources.yolo import read_yolo
 from ssd.data.safety import DatasetRoot, UnsafePath, check_name
 
 
@@ -40,14 +44,10 @@ def read_source(cfg: DataConfig, report: Report) -> SourceData:
     (:class:`~ssd.data.safety.DatasetRoot`); a folder or option that leads outside stops
     with one message."""
     if cfg.source == "synthetic":
-        from ssd.data.sources.synthetic import read_synthetic
-
         return read_synthetic(num_images=cfg.num_images, image_size=cfg.image_size, seed=cfg.seed)
     root = DatasetRoot(dataset_root(cfg))
     try:
         if cfg.source == "voc":
-            from ssd.data.sources.voc import read_voc
-
             return read_voc(
                 root,
                 report,
@@ -56,11 +56,7 @@ def read_source(cfg: DataConfig, report: Report) -> SourceData:
                 images_dir=cfg.images_dir,
             )
         if cfg.source == "coco":
-            from ssd.data.sources.coco import read_coco
-
             return read_coco(root, report, coco_json=cfg.coco_json, images_dir=cfg.images_dir)
-        from ssd.data.sources.yolo import read_yolo
-
         return read_yolo(root, report, names_file=cfg.names_file)
     except UnsafePath as err:
         raise DataError(str(err)) from None

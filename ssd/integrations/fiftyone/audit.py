@@ -46,7 +46,7 @@ at least the audit's ``background_score`` (brain key ``mistakenness``: fields
 ``mistakenness``, ``mistakenness_loc``, ``possible_spurious`` on ground truth,
 ``possible_missing`` on predictions and the per-sample counts), shown side by side and in
 the saved view ``fiftyone-mistakenness``.
-``tests/test_audit_fiftyone.py`` measures both on planted mistakes.
+``tests/integrations/test_audit_fiftyone.py`` measures both on planted mistakes.
 
 FiftyOne reads its settings when imported: call
 :func:`ssd.integrations.env.configure_offline_defaults` first (the CLI does).

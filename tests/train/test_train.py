@@ -362,7 +362,7 @@ def test_dvclive_writes_the_curves_and_summary_dvc_yaml_declares(tracked_run: di
     assert rows[0].split("\t") == ["step", "train_loss"]
     assert [int(r.split("\t")[0]) for r in rows[1:]] == [1, 2]  # train.log_every=1, 2 steps
     assert not (live / "plots" / "metrics" / "train_seconds.tsv").exists()  # a summary only
-    dvc_yaml = (Path(__file__).parents[1] / "dvc.yaml").read_text()
+    dvc_yaml = (Path(__file__).parents[2] / "dvc.yaml").read_text()
     assert "${train.out_dir}/${data.name}/live/plots/metrics/train_loss.tsv: train_loss" in dvc_yaml
 
 

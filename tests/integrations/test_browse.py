@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Where the last App screenshots are copied for a person to look at (git-ignored).
 SCREENSHOT_COPY = REPO / ".cache" / "test-artifacts" / "browse_app.png"

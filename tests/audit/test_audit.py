@@ -1,5 +1,5 @@
 """The label audit (``ssd.audit.rank``): its rules on hand-made images, its ranking on a
-generated dataset with planted label mistakes (``tests/audit_cases.py``), the fixes, and
+generated dataset with planted label mistakes (``tests/audit/audit_cases.py``), the fixes, and
 the files ``run_audit`` writes.
 
 Recall at k of the planted mistakes, seed 0 (15 planted per kind among ~265 boxes in 60

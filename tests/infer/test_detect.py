@@ -125,7 +125,7 @@ def test_oversized_exotic_and_rotated_images(detector_dir, tmp_path) -> None:
 
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
     from data_builders import exif_jpeg, png16, png_header_only, real_big_png
 
     d = tmp_path / "in"

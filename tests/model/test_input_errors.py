@@ -22,7 +22,7 @@ from ssd.errors import ConfigError, ModelError, WeightsError
 from ssd.model.builder import build_model
 from ssd.model.weights import load_model, save_detector
 
-sys.path.insert(0, str(Path(__file__).parent / "data"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
 from data_builders import good_voc
 
 NAMES = ["cat", "dog", "bird"]

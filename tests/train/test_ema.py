@@ -1,5 +1,5 @@
 """The weight EMA (train.ema): the average itself, and that training saves, validates with
-and resumes it (the bit-exact resume with an EMA is in tests/test_train.py)."""
+and resumes it (the bit-exact resume with an EMA is in tests/train/test_train.py)."""
 
 from __future__ import annotations
 
