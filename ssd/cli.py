@@ -40,7 +40,8 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         help="detector folder (model.safetensors + model.json), its .safetensors file, "
-        "or a registry URI models:/NAME@ALIAS or models:/NAME/VERSION",
+        "coco (a COCO detector, no training), or a registry URI models:/NAME@ALIAS or "
+        "models:/NAME/VERSION",
     ),
 ]
 ModelPathOpt = Annotated[

@@ -308,10 +308,14 @@ def register(cfg: Config) -> dict[str, Any]:
 
 
 def resolve_model(cfg: Config, model: str | Path) -> Path:
-    """A detector folder for ``--model``: a path as given, or a registry URI
-    ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` downloaded from MLflow."""
+    """A detector folder for ``--model``: a path as given, ``coco`` (TF's COCO-trained SSD,
+    converted from its wheel on first use), or a registry URI ``models:/NAME@ALIAS`` /
+    ``models:/NAME/VERSION`` downloaded from MLflow."""
     from ssd.integrations.registry_load import is_model_uri, resolve_detector
+    from ssd.model.coco.convert import MODEL_NAME, ensure_converted
 
+    if str(model) == MODEL_NAME and not Path(model).exists():
+        return ensure_converted()
     if not is_model_uri(model):
         return Path(model)
     return resolve_detector(str(model), cfg.tracking.tracking_uri)

@@ -84,6 +84,12 @@ class PriorConfig(_Section):
         description="per map, the pixel step between centres (Caffe / torchvision); "
         "null = the paper's ((i+0.5)/|f_k|, (j+0.5)/|f_k|)",
     )
+    layout: Literal["paper", "tf"] = Field(
+        "paper",
+        description="paper = the keys above; tf = TensorFlow Object Detection API anchors "
+        "(its COCO ssd_mobilenet_v2's) from min_scale and max_scale only: ratios 1, 2, 0.5, 3, "
+        "0.3333 and an interpolated square per location, 3 boxes on the first map",
+    )
     clip: Literal["none", "corners", "size"] = Field(
         "none",
         description="none (paper, Caffe SSD300); corners = clip each box to the image (Caffe "
@@ -112,6 +118,14 @@ class PriorConfig(_Section):
             raise ValueError(
                 f"min_scale ({self.min_scale}) must be smaller than max_scale ({self.max_scale})"
             )
+        if self.layout == "tf":
+            given = [k for k in ("scales", "aspect_ratios", "steps") if getattr(self, k)]
+            given += ["clip"] if self.clip != "none" else []
+            if given:
+                raise ValueError(
+                    f"layout 'tf' takes only min_scale and max_scale; set {', '.join(given)} "
+                    "to null (clip: none) or use layout 'paper'"
+                )
         return self
 
 
@@ -149,6 +163,12 @@ class ModelConfig(_Section):
         "objects; give it small default boxes too, e.g. priors.first_scale 0.05, min_scale 0.1",
     )
     priors: PriorConfig = Field(default_factory=PriorConfig)
+    scoring: Literal["softmax", "sigmoid"] = Field(
+        "softmax",
+        description="how class logits become scores, as the model was trained: softmax over "
+        "background + classes (paper; what ssd train trains), or a sigmoid per class (TF's "
+        "COCO SSD as converted, --model coco)",
+    )
     variances: tuple[float, float] = Field(
         (0.1, 0.2), description="box-coding variances (center, size) as in the Caffe SSD"
     )

@@ -58,7 +58,8 @@ class ExportWrapper(nn.Module):
     """``images [N, 3, S, S]`` in [0, 1] -> ``(boxes [N, A, 4] input pixels, scores [N, A, C])``.
 
     Boxes are (x1, y1, x2, y2), decoded against the model's default boxes and clipped to
-    the ``S x S`` input; scores are softmax probabilities without the background class.
+    the ``S x S`` input; scores are probabilities without the background class (softmax, or a
+    sigmoid per class for a model with ``scoring == "sigmoid"``).
     """
 
     def __init__(self, model: SSD) -> None:
@@ -71,8 +72,9 @@ class ExportWrapper(nn.Module):
         logits, offsets = self.model(images)
         boxes = decode(offsets, self.model.priors, self.variances) * self.size
         boxes = boxes.clamp(min=0.0, max=self.size)
-        scores = F.softmax(logits, dim=-1)[..., 1:]
-        return boxes, scores
+        if self.model.scoring == "sigmoid":
+            return boxes, torch.sigmoid(logits[..., 1:])
+        return boxes, F.softmax(logits, dim=-1)[..., 1:]
 
 
 def export_metadata(
@@ -94,7 +96,7 @@ def export_metadata(
         "input": "images: float32 [N, 3, S, S], RGB in [0, 1], resized to S x S "
         "(bilinear, antialias, no letterbox); normalisation is inside the graph",
         "outputs": "boxes: [N, A, 4] x1,y1,x2,y2 in input pixels (scale by W/S, H/S); "
-        "scores: [N, A, C] softmax without background, column j = class_names[j]",
+        f"scores: [N, A, C] {model.scoring} without background, column j = class_names[j]",
         "nms": "caller",
         "score_threshold": post.score_threshold,
         "nms_threshold": post.nms_threshold,

@@ -10,6 +10,7 @@ Config -> default boxes is written once: :func:`prior_layout`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,13 @@ from ssd.model.heads import SSDHead
 from ssd.model.loss import MultiBoxLoss
 from ssd.model.network import SSD
 from ssd.model.postprocess import PostProcessor
-from ssd.model.priors import boxes_per_location, default_boxes, paper_scales
+from ssd.model.priors import (
+    boxes_per_location,
+    default_boxes,
+    paper_scales,
+    tf_box_specs,
+    tf_grid_anchors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,9 @@ class PriorLayout:
     """Everything that fixes the default boxes of a model config (paper §2.2).
 
     ``scales`` has one value per map plus one; ``aspect_ratios`` per map the ratios besides 1.
+    ``kind`` ``"tf"``: TensorFlow's anchor layout (:func:`ssd.model.priors.tf_grid_anchors`)
+    between ``scales[0]`` and ``scales[-2]``; ``aspect_ratios`` then lists the ratio of every
+    box of a location (the interpolated square's 1 included).
     """
 
     feature_maps: list[tuple[int, int]]
@@ -72,11 +82,19 @@ class PriorLayout:
     steps: list[float] | None
     input_size: int
     clip: str
+    kind: str = "paper"
 
     def boxes(
         self, scales: list[float] | None = None, aspect_ratios: list[list[float]] | None = None
     ) -> Tensor:
         """``[A, 4]`` (cx, cy, w, h) default boxes; other scales / ratios on the same maps."""
+        if self.kind == "tf":
+            if scales is not None or aspect_ratios is not None:
+                raise ModelError(
+                    "model.priors.layout 'tf' has TensorFlow's fixed anchors: scales and "
+                    "aspect ratios fitted to the data apply to layout 'paper' only"
+                )
+            return tf_grid_anchors(self.feature_maps, self.scales[0], self.scales[-2])
         return default_boxes(
             self.feature_maps,
             self.scales if scales is None else scales,
@@ -88,6 +106,8 @@ class PriorLayout:
 
     @property
     def boxes_per_location(self) -> list[int]:
+        if self.kind == "tf":  # one box per listed ratio
+            return [len(r) for r in self.aspect_ratios]
         return boxes_per_location(self.aspect_ratios)
 
 
@@ -100,6 +120,12 @@ def prior_layout(cfg: ModelConfig) -> PriorLayout:
     maps = feature_map_sizes(cfg)
     n = len(maps)
     p = cfg.priors
+    if p.layout == "tf":
+        specs = tf_box_specs(n, p.min_scale, p.max_scale)  # per map, (scale, ratio) per box
+        scales = [p.min_scale + (p.max_scale - p.min_scale) * k / (n - 1) for k in range(n)]
+        ratios_tf = [[r for _, r in spec] for spec in specs]
+        size = cfg.resolved_input_size
+        return PriorLayout(maps, [*scales, 1.0], ratios_tf, None, size, "none", "tf")
     ratios = p.aspect_ratios or backbone_spec(cfg).aspect_ratios(n)
     if len(ratios) != n:
         raise ModelError(
@@ -144,14 +170,21 @@ def load_backbone_weights(backbone: nn.Module, cfg: ModelConfig) -> str:
     return backbone_spec(cfg).load_pretrained(backbone, cfg.backbone_weights)
 
 
-def build_model(cfg: ModelConfig, num_classes: int | None = None, pretrained: bool = True) -> SSD:
+def build_model(
+    cfg: ModelConfig,
+    num_classes: int | None = None,
+    pretrained: bool = True,
+    class_names: Sequence[str] | None = None,
+) -> SSD:
     """Build the SSD described by ``cfg``.
 
     Args:
         cfg: the model section of the config.
         num_classes: object classes without background (overrides ``cfg.num_classes``).
-        pretrained: load the configured ImageNet backbone weights (False when the full
+        pretrained: load the configured pretrained backbone weights (False when the full
             detector's weights are loaded afterwards anyway).
+        class_names: the classes, for a backbone whose pretrained detector starts the heads
+            too (the COCO start keeps the rows of the classes COCO has by name).
     """
     classes = num_classes or cfg.num_classes
     if classes is None:
@@ -163,7 +196,12 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None, pretrained: bo
         log.info("backbone %s weights: %s", cfg.backbone, loaded)
     channels: list[int] = list(backbone.out_channels)  # type: ignore[arg-type]
     head = SSDHead(channels, layout.boxes_per_location, classes, cfg.resolved_head)
-    return SSD(backbone, head, layout.boxes(), layout.input_size, cfg.variances)
+    model = SSD(backbone, head, layout.boxes(), layout.input_size, cfg.variances, cfg.scoring)
+    spec = backbone_spec(cfg)
+    if pretrained and spec.init_heads is not None and cfg.backbone_weights is not None:
+        names = list(class_names or [f"class {i + 1}" for i in range(classes)])
+        log.info("%s heads: %s", cfg.backbone, spec.init_heads(model, cfg, names))
+    return model
 
 
 def describe_model(cfg: ModelConfig, num_classes: int | None = None) -> dict[str, Any]:
@@ -190,7 +228,17 @@ def describe_model(cfg: ModelConfig, num_classes: int | None = None) -> dict[str
 
 def build_loss(model: SSD, cfg: TrainConfig) -> MultiBoxLoss:
     """The MultiBox loss for ``model``'s default boxes with the matching / mining keys of
-    ``train`` (``iou_threshold``, ``neg_pos_ratio``, ``alpha``)."""
+    ``train`` (``iou_threshold``, ``neg_pos_ratio``, ``alpha``).
+
+    Raises:
+        ModelError: the model scores with a sigmoid (the MultiBox loss is a softmax
+            cross-entropy: train with ``model.scoring: softmax``).
+    """
+    if model.scoring != "softmax":
+        raise ModelError(
+            f"model.scoring is {model.scoring}: training needs softmax (the MultiBox loss is a "
+            "softmax cross-entropy over background and classes); set model.scoring: softmax"
+        )
     size = model.input_size
     return MultiBoxLoss(
         model.priors,
@@ -213,4 +261,5 @@ def build_postprocessor(model: SSD, cfg: PostprocessConfig | None = None) -> Pos
         cfg.nms_threshold,
         cfg.candidates_per_class,
         cfg.detections_per_image,
+        scoring=model.scoring,
     )

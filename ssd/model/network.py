@@ -25,6 +25,8 @@ class SSD(nn.Module):
         input_size: side of the square network input.
         variances: box-coding variances ``(center, size)`` the offsets are scaled by
             (:mod:`ssd.model.boxes`); the loss and the post-processing take them from here.
+        scoring: how the logits were trained to become scores, ``"softmax"`` (background
+            included) or ``"sigmoid"`` (one per class); the post-processing takes it from here.
     """
 
     priors: Tensor
@@ -38,6 +40,7 @@ class SSD(nn.Module):
         priors: Tensor,
         input_size: int,
         variances: tuple[float, float] = (0.1, 0.2),
+        scoring: str = "softmax",
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -45,6 +48,7 @@ class SSD(nn.Module):
         self.input_size = input_size
         self.variances = (float(variances[0]), float(variances[1]))
         self.num_classes = head.num_classes
+        self.scoring = scoring
         self.register_buffer("priors", priors, persistent=False)
         self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)

@@ -90,6 +90,10 @@ def select_detections(
 class PostProcessor:
     """Turns ``(cls_logits [N, A, C+1], box_offsets [N, A, 4])`` into per-image detections.
 
+    ``scoring`` is how the model was trained: ``"softmax"`` over background and classes
+    (paper), or ``"sigmoid"``, an independent probability per class with the background
+    logit ignored (TF Object Detection API models, e.g. ``ssd_mobilenet_v2_coco``).
+
     Each detection dict has ``boxes`` ``[K, 4]`` (x1, y1, x2, y2) in the pixels of the
     image size given for it (clipped to it), ``scores`` ``[K]`` and ``labels`` ``[K]`` in
     ``1..C``, sorted by decreasing score.
@@ -103,7 +107,11 @@ class PostProcessor:
         nms_threshold: float = 0.45,
         candidates_per_class: int = 400,
         detections_per_image: int = 200,
+        scoring: str = "softmax",
     ) -> None:
+        if scoring not in ("softmax", "sigmoid"):
+            raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+        self.scoring = scoring
         self.priors = priors
         self.variances = variances
         self.score_threshold = score_threshold
@@ -126,7 +134,10 @@ class PostProcessor:
         )
         boxes = decode(box_offsets.float(), priors, self.variances) * sizes[:, None, :]
         boxes = torch.minimum(boxes.clamp(min=0), sizes[:, None, :])
-        scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:]  # [N, A, C]
+        if self.scoring == "sigmoid":
+            scores = torch.sigmoid(cls_logits[..., 1:].float())  # [N, A, C]
+        else:
+            scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:]
 
         return select_detections(
             boxes, scores,

@@ -11,6 +11,16 @@ map by map, then row ``i`` (y), column ``j`` (x), then the boxes of one location
 order ``[s_k square, sqrt(s_k s_k+1) square, (r, 1/r) for each ratio r]``.
 All boxes are ``(cx, cy, w, h)`` normalised to [0, 1] of the network input.
 
+TensorFlow Object Detection API's layout (``multiple_grid_anchor_generator``, the layout of
+its COCO-trained ``ssd_mobilenet_v2``) is here too, :func:`tf_grid_anchors`: it differs
+from the paper's in three ways. Scales ``s_k = min + (max - min) k / (m - 1)`` for
+``k = 0..m-1``, then ``1.0`` (only used for the interpolated box of the last map); each
+listed aspect ratio (1, 2, 0.5, 3, 0.3333: ``0.3333`` as written, not 1/3) gives one box
+``w = s sqrt(r)``, ``h = s / sqrt(r)``, and the extra square ``sqrt(s_k s_k+1)`` comes last;
+with ``reduce_lowest`` the first map has only ``(0.1, 1), (s_0, 2), (s_0, 0.5)``. Centres and
+the box order are the paper layout's; boxes are not clipped. Values checked against the
+Const nodes of ``ssd_mobilenet_v2_coco_2018_03_29`` (tests/model/test_coco_port.py).
+
 Pure functions of explicit arguments; :mod:`ssd.model.builder` maps the config to them.
 """
 
@@ -101,3 +111,68 @@ def default_boxes(
         x2y2 = (priors[:, :2] + priors[:, 2:] / 2).clamp(0, 1)
         priors = torch.cat([(x1y1 + x2y2) / 2, x2y2 - x1y1], dim=1)
     return priors
+
+
+TF_ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 0.3333)  # ssd_mobilenet_v2_coco pipeline.config
+TF_LOWEST_SCALE = 0.1  # hard-coded in create_ssd_anchors for reduce_boxes_in_lowest_layer
+
+
+def tf_box_specs(
+    num_maps: int,
+    min_scale: float = 0.2,
+    max_scale: float = 0.95,
+    aspect_ratios: Sequence[float] = TF_ASPECT_RATIOS,
+    reduce_lowest: bool = True,
+    interpolated_ratio: float = 1.0,
+) -> list[list[tuple[float, float]]]:
+    """Per map, the ``(scale, aspect ratio)`` of each box at one location, in TF's order."""
+    if num_maps < 2:
+        raise ValueError(f"TF's SSD anchors need at least 2 feature maps, got {num_maps}")
+    scales = [min_scale + (max_scale - min_scale) * k / (num_maps - 1) for k in range(num_maps)]
+    scales.append(1.0)
+    specs = []
+    for k in range(num_maps):
+        s, s_next = scales[k], scales[k + 1]
+        if k == 0 and reduce_lowest:
+            specs.append([(TF_LOWEST_SCALE, 1.0), (s, 2.0), (s, 0.5)])
+            continue
+        layer = [(s, float(r)) for r in aspect_ratios]
+        if interpolated_ratio > 0:
+            layer.append((math.sqrt(s * s_next), interpolated_ratio))
+        specs.append(layer)
+    return specs
+
+
+def tf_grid_anchors(
+    feature_maps: Sequence[tuple[int, int]],
+    min_scale: float = 0.2,
+    max_scale: float = 0.95,
+    aspect_ratios: Sequence[float] = TF_ASPECT_RATIOS,
+    reduce_lowest: bool = True,
+    interpolated_ratio: float = 1.0,
+) -> Tensor:
+    """All default boxes, ``[A, 4]`` float32 (cx, cy, w, h) in [0, 1] of the (square) input.
+
+    Args:
+        feature_maps: ``(h, w)`` of each map.
+        min_scale, max_scale: first and last map's scale.
+        aspect_ratios: ``w / h`` of the boxes of every map but a reduced first one.
+        reduce_lowest: the first map gets TF's three reduced boxes.
+        interpolated_ratio: aspect ratio of the extra ``sqrt(s_k s_k+1)`` box (0: none).
+    """
+    specs = tf_box_specs(
+        len(feature_maps), min_scale, max_scale, aspect_ratios, reduce_lowest, interpolated_ratio
+    )
+    out = []
+    for (fh, fw), spec in zip(feature_maps, specs, strict=True):
+        wh = torch.tensor([(s * math.sqrt(r), s / math.sqrt(r)) for s, r in spec])
+        cy = (torch.arange(fh, dtype=torch.float32) + 0.5) / fh
+        cx = (torch.arange(fw, dtype=torch.float32) + 0.5) / fw
+        gy, gx = torch.meshgrid(cy, cx, indexing="ij")
+        centres = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)  # [H*W, 2]
+        n = len(spec)
+        boxes = torch.cat(
+            [centres[:, None, :].expand(-1, n, 2), wh[None].expand(fh * fw, n, 2)], dim=-1
+        )
+        out.append(boxes.reshape(-1, 4))
+    return torch.cat(out, dim=0)

@@ -152,12 +152,13 @@ def total_steps(t: TrainConfig, steps_per_epoch: int) -> int:
 
 
 def build_state(
-    model_cfg: ModelConfig, t: TrainConfig, num_classes: int, steps: int, rt: Runtime
+    model_cfg: ModelConfig, t: TrainConfig, class_names: list[str], steps: int, rt: Runtime
 ) -> TrainState:
-    """A fresh :class:`TrainState`: the seeded model with its frozen parts, the optimizer,
-    the schedule over ``steps`` steps and the grad scaler."""
+    """A fresh :class:`TrainState`: the seeded model (its pretrained start matched to
+    ``class_names``) with its frozen parts, the optimizer, the schedule over ``steps`` steps
+    and the grad scaler."""
     torch.manual_seed(t.seed)
-    model = build_model(model_cfg, num_classes).to(rt.device)
+    model = build_model(model_cfg, len(class_names), class_names=class_names).to(rt.device)
     freeze_backbone_parts(model, t)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -403,7 +404,7 @@ def train(
     rt = setup_runtime(t)
     data = load_data(cfg.layout.prepared, cfg.data.name, t, cfg.model, rt.env)
     steps = total_steps(t, data.steps_per_epoch)
-    state = build_state(cfg.model, t, len(data.class_names), steps, rt)
+    state = build_state(cfg.model, t, data.class_names, steps, rt)
     settings = run_settings(cfg) | {"world_size": rt.env.world_size}  # shards the data
     checkpoints = Checkpointer(
         out_dir / CHECKPOINT_DIR, cfg.model, data.class_names, settings, t, rt.env

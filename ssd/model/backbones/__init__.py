@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from ssd.model.backbones import efficientnet_lite, vgg
+from ssd.model.backbones import efficientnet_lite, mobilenet_v2, vgg
 from ssd.model.backbones.spec import BackboneSpec
 
 BACKBONES: dict[str, BackboneSpec] = {
     vgg.SPEC.name: vgg.SPEC,
     efficientnet_lite.SPEC.name: efficientnet_lite.SPEC,
+    mobilenet_v2.SPEC.name: mobilenet_v2.SPEC,
 }
 
 

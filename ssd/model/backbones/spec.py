@@ -8,10 +8,15 @@ feature maps, with ``mean`` and ``std`` (per channel, for inputs in [0, 1]) and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from ssd.config import ModelConfig
+    from ssd.model.network import SSD
 
 
 def no_frozen_prefix(backbone: nn.Module, blocks: int) -> list[nn.Module]:
@@ -43,6 +48,9 @@ class BackboneSpec:
             :class:`~ssd.errors.ModelError` naming what is wrong with a file.
         frozen_prefix: ``(backbone, train.freeze_stem_blocks) -> the modules to fix``.
         batchnorm_body: the part whose BatchNorm ``train.freeze_bn`` fixes (None: none).
+        init_heads: ``(model, model config, class names) -> what was done``: start the heads
+            of a freshly built model from a pretrained detector's (the COCO start); None:
+            the heads always start fresh.
     """
 
     name: str
@@ -55,3 +63,4 @@ class BackboneSpec:
     load_pretrained: Callable[[nn.Module, str], str]
     frozen_prefix: Callable[[nn.Module, int], list[nn.Module]] = no_frozen_prefix
     batchnorm_body: Callable[[nn.Module], nn.Module | None] = no_batchnorm_body
+    init_heads: Callable[[SSD, ModelConfig, Sequence[str]], str] | None = None
