@@ -48,6 +48,28 @@ from ssd.train.distributed import DistEnv
 from ssd.train.sampling import make_loader
 
 REPO = Path(__file__).resolve().parents[1]
+# Starting points of our detector, compared side by side with --start (each trains in turn,
+# the same data, budget and recipe otherwise): the params file's as it is, and the
+# detector that has seen COCO (TF's ssd_mobilenet_v2 and its default boxes, heads included).
+STARTS: dict[str, list[str]] = {
+    "params": [],
+    "imagenet-lite0": [
+        "model.backbone=efficientnet_lite0",
+        "model.fine_map=true",
+        "model.priors.layout=paper",
+        "model.priors.first_scale=0.05",
+        "model.priors.min_scale=0.1",
+        "model.priors.max_scale=0.9",
+    ],
+    "coco-mobilenet_v2": [
+        "model.backbone=mobilenet_v2",
+        "model.fine_map=false",
+        "model.priors.layout=tf",
+        "model.priors.first_scale=null",
+        "model.priors.min_scale=0.2",
+        "model.priors.max_scale=0.95",
+    ],
+}
 
 
 def score(detector: Any, split: PreparedSplit, batch_size: int) -> dict[str, float]:
@@ -211,7 +233,9 @@ def plot(result: dict[str, Any], path: Path, extra: list[dict[str, Any]] = ()) -
     runs = [result] + [r["figures"] for r in extra]
     curves = []
     for run in runs:
-        curves.append((run["ours"], f"{run['ours_label']}, {run['epochs']} epochs"))
+        starts = run.get("starts") or {"": {"curve": run["ours"], "label": run["ours_label"]}}
+        for start in starts.values():
+            curves.append((start["curve"], f"{start['label']}, {run['epochs']} epochs"))
         curves.append((run["torchvision"], f"{run['tv_label']}, {run['epochs']} epochs"))
         for name, pts in run.get("ema", {}).items():
             curves.append((pts, f"ours, weight {name}, {run['epochs']} epochs"))
@@ -258,6 +282,14 @@ def main() -> None:
         "our run: several EMA settings on the same training",
     )
     ap.add_argument("--score-every", type=int, default=1, help="score ours every N epochs")
+    ap.add_argument(
+        "--start",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"train ours from each of these starts in turn ({', '.join(STARTS)}) and draw "
+        "them side by side (default: the params file as it is)",
+    )
     args = ap.parse_args()
     extra = [json.loads(Path(f).read_text()) for f in args.plot_with]
     if args.replot:
@@ -277,24 +309,34 @@ def main() -> None:
             "tracking.dvclive=false",
             *([f"train.num_threads={args.threads}"] if args.threads else []),
         ]
-        cfg = load_config(args.params, sets)
+        starts = args.start or ["params"]
+        unknown = [s for s in starts if s not in STARTS]
+        if unknown:
+            ap.error(f"unknown --start {unknown}; choose from {list(STARTS)}")
+        cfg = load_config(args.params, sets + STARTS[starts[0]])
         if not (cfg.layout.prepared / "test.json").is_file():
             print(f"preparing '{cfg.data.name}' into {cfg.layout.prepared}", flush=True)
             prepare_dataset(cfg.data)
         test = PreparedSplit.load(cfg.layout.prepared, "test")
         t = cfg.train
-        print(
-            f"'{cfg.data.name}': {cfg.model.backbone} at {cfg.model.resolved_input_size}, "
-            f"{t.epochs} epochs of batch {t.batch_size}, {torch.get_num_threads()} threads, "
-            f"{t.num_workers} loader workers; test split {len(test.images)} images",
-            flush=True,
-        )
         spans = [float(x) for x in args.ema_spans.split(",") if x]
-        ours, emas = (
-            ([], {})
-            if args.only == "torchvision"
-            else train_ours(cfg, test, spans, args.score_every)
-        )
+        curves: dict[str, list[dict[str, float]]] = {}
+        labels: dict[str, str] = {}
+        emas: dict[str, list[dict[str, float]]] = {}
+        for start in [] if args.only == "torchvision" else starts:
+            cfg = load_config(args.params, sets + STARTS[start])
+            print(
+                f"'{cfg.data.name}', start {start}: {cfg.model.backbone} at "
+                f"{cfg.model.resolved_input_size}, {t.epochs} epochs of batch {t.batch_size}, "
+                f"{torch.get_num_threads()} threads, {t.num_workers} loader workers; test "
+                f"split {len(test.images)} images",
+                flush=True,
+            )
+            curves[start], side = train_ours(cfg, test, spans, args.score_every)
+            labels[start] = f"ours from {start} ({cfg.model.backbone} SSD"
+            labels[start] += f"{cfg.model.resolved_input_size})"
+            emas |= {f"{start} {k}": v for k, v in side.items()}
+        ours = curves[starts[0]] if curves else []
         tv = [] if args.only == "ours" else train_torchvision(cfg, test, args.tv_recipe)
     result: dict[str, Any] = {
         "dataset": cfg.data.name,
@@ -303,7 +345,8 @@ def main() -> None:
         "epochs": t.epochs,
         "batch_size": t.batch_size,
         "threads": torch.get_num_threads(),
-        "ours_label": f"ours ({cfg.model.backbone} SSD{cfg.model.resolved_input_size})",
+        "ours_label": labels.get(starts[0], "ours"),
+        "starts": {s: {"label": labels[s], "curve": c} for s, c in curves.items()},
         "tv_label": f"torchvision ssdlite320_mobilenet_v3_large ({args.tv_recipe} recipe)",
         "tv_recipe": args.tv_recipe,
         "ours": ours,
@@ -328,6 +371,7 @@ def main() -> None:
         if k in result
     }
     name = f"time_to_accuracy-{cfg.data.name}" + ("" if args.only is None else f"-{args.only}")
+    name += "".join(f"-{s}" for s in args.start)
     if args.only == "torchvision" and args.tv_recipe != "torchvision":
         name += f"-{args.tv_recipe}-recipe"
     out = write_report(name, result, ratio)
@@ -335,7 +379,8 @@ def main() -> None:
     png = Path(out).with_suffix(".png")
     plot(result, png, extra)
     print("\nfinal test mAP@0.5 / COCO AP (VOC07 11-point mAP@0.5):")
-    for name, pts in [("ours", ours), ("torchvision", tv), *emas.items()]:
+    runs = [*((f"ours {s}", c) for s, c in curves.items()), ("torchvision", tv), *emas.items()]
+    for name, pts in runs:
         if pts:
             last = pts[-1]
             print(

@@ -52,6 +52,12 @@ LITE0 = ModelConfig(
     fine_map=True,
     priors={"first_scale": 0.05, "min_scale": 0.1},
 )
+MOBILENET_V2 = ModelConfig(  # the COCO start's network (TF's ssd_mobilenet_v2 layout)
+    backbone="mobilenet_v2",
+    backbone_weights=None,
+    priors={"layout": "tf", "first_scale": None, "min_scale": 0.2, "max_scale": 0.95},
+)
+MODELS = {"lite0": LITE0, "mobilenet_v2": MOBILENET_V2}
 VGG16 = ModelConfig(backbone="vgg16", backbone_weights=None)
 PAIRS = ("train_all", "train_frozen", "infer_b1", "infer_b8", "vgg16")
 DEFAULT_PAIRS = PAIRS[:4]
@@ -190,24 +196,34 @@ def interleaved(
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
+def forward_flops(model: torch.nn.Module, size: int) -> float:
+    """FLOPs of one forward pass at batch 1 (torch's counter: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, size, size)) if size else model([torch.rand(3, 320, 320)])
+    return float(counter.get_total_flops())
+
+
 def candidates(
-    pair: str, batch: int, device: torch.device
+    pair: str, batch: int, device: torch.device, ours_cfg: ModelConfig = LITE0, name: str = "lite0"
 ) -> tuple[int, Callable[[], object], Callable[[], object], str, str]:
     """``(images per call, ours, reference, our description, reference description)``."""
     if pair == "train_all":
         return (
             batch,
-            our_train_step(LITE0, batch, device),
+            our_train_step(ours_cfg, batch, device),
             torchvision_train_step("ssdlite", batch, device),
-            "lite0 train step, all layers trainable",
+            f"{name} train step, all layers trainable",
             "ssdlite320_mobilenet_v3_large train step, all layers trainable",
         )
     if pair == "train_frozen":
         return (
             batch,
-            our_train_step(LITE0, batch, device, FROZEN_BLOCKS),
+            our_train_step(ours_cfg, batch, device, FROZEN_BLOCKS),
             torchvision_train_step("ssdlite", batch, device),
-            f"lite0 train step, stem + {FROZEN_BLOCKS} blocks frozen (params.yaml)",
+            f"{name} train step, stem + {FROZEN_BLOCKS} blocks frozen (params.yaml)",
             "ssdlite320_mobilenet_v3_large train step, default trainable layers (all 6)",
         )
     if pair == "vgg16":
@@ -221,9 +237,9 @@ def candidates(
     n = int(pair.removeprefix("infer_b"))
     return (
         n,
-        our_inference(LITE0, n, device),
+        our_inference(ours_cfg, n, device),
         torchvision_inference(n, device),
-        f"lite0 eager inference + post-processing, batch {n} (as Detector.predict)",
+        f"{name} eager inference + post-processing, batch {n} (as Detector.predict)",
         f"ssdlite320_mobilenet_v3_large eval, batch {n}",
     )
 
@@ -236,6 +252,7 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), choices=PAIRS)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", choices=list(MODELS), default="lite0", help="our model")
     ap.add_argument(
         "--heap-malloc",
         action="store_true",
@@ -258,12 +275,29 @@ def main() -> None:
         "device": str(device),
         "threads": torch.get_num_threads(),
         "num_classes": NUM_CLASSES,
-        "model": LITE0.model_dump(exclude_defaults=True),
+        "model": MODELS[args.model].model_dump(exclude_defaults=True),
     }
+    ours_net = build_model(MODELS[args.model], NUM_CLASSES, pretrained=False)
+    ref_net = ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1
+    )
+    flops = {
+        "ours_gflops": forward_flops(ours_net, MODELS[args.model].resolved_input_size) / 1e9,
+        "reference_gflops": forward_flops(ref_net, 0) / 1e9,
+        "classes": NUM_CLASSES,
+    }
+    figures["forward_flops_batch1"] = flops
+    print(
+        f"forward GFLOPs (batch 1, {NUM_CLASSES} classes): ours {flops['ours_gflops']:.2f}, "
+        f"torchvision {flops['reference_gflops']:.2f}",
+        flush=True,
+    )
     ratio: dict[str, object] = {"what": "ours images/s / reference images/s (> 1: ours faster)"}
     ratio_cpu: dict[str, object] = {"what": "reference CPU s per call / ours (> 1: ours cheaper)"}
     for pair in args.pairs:
-        n, ours, ref, ours_what, ref_what = candidates(pair, args.batch, device)
+        n, ours, ref, ours_what, ref_what = candidates(
+            pair, args.batch, device, MODELS[args.model], args.model
+        )
         iters = args.iters_infer if pair.startswith("infer") else args.iters
         sec = interleaved({"ours": ours, "reference": ref}, iters, device)
         (ours_s, ours_cpu), (ref_s, ref_cpu) = sec["ours"], sec["reference"]
@@ -284,7 +318,8 @@ def main() -> None:
             flush=True,
         )
     ratio["cpu_time"] = ratio_cpu
-    print("wrote", write_report("train", figures, ratio))
+    name = "train" if args.model == "lite0" else f"train-{args.model}"
+    print("wrote", write_report(name, figures, ratio))
 
 
 if __name__ == "__main__":
