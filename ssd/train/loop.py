@@ -427,7 +427,8 @@ def train(
         raise write_error(err, out_dir / "metrics.jsonl", None, started=False) from None
     trackers = fan_out(jsonl + ([tracker] if tracker and rt.env.is_main else []))
     resumed = {"resumed_from": str(checkpoints.last)} if checkpoints.last else {}
-    trackers.log_params(training_params(cfg) | resumed)
+    # the threads used change float reductions, so the result: recorded with the params
+    trackers.log_params(training_params(cfg) | resumed | {"train.num_threads_used": rt.threads})
 
     started, stopped = time.perf_counter(), False
     val: dict[str, float] = {}
