@@ -12,9 +12,26 @@ outside a dataset root that is refused and listed) stay in their modules.
 
 from __future__ import annotations
 
+# A message is read by a person: past this many characters it is cut (with a note). A value
+# quoted from a hostile file must not make a 200 MB error line.
+MAX_MESSAGE = 4000
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message``, or its first ``limit`` characters and how many more there were."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... ({len(message) - limit:,} more characters not shown)"
+
 
 class SSDError(Exception):
-    """The base of every user-facing error; the message is the whole explanation."""
+    """The base of every user-facing error; the message is the whole explanation (at most
+    :data:`MAX_MESSAGE` characters: a longer one is cut)."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (bounded(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class ConfigError(SSDError, ValueError):
@@ -63,6 +80,10 @@ class ExportError(SSDError, ValueError):
 
 class RegistryError(SSDError, RuntimeError):
     """Registering or loading a registered model cannot proceed; the message says why."""
+
+
+class BusyError(SSDError, RuntimeError):
+    """Another run is writing the same outputs; the message names it (pid, host, command)."""
 
 
 class BrowseError(SSDError, ValueError):

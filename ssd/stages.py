@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ssd.config import RAW_ROOT, Config
 from ssd.errors import ConfigError, EvaluationError, RegistryError, SSDError
+from ssd.locks import output_lock
 
 if TYPE_CHECKING:
     from ssd.audit.rank import AuditResult
@@ -66,10 +67,11 @@ def prepare(cfg: Config) -> PrepareResult:
     ``data/prepared/<name>/``."""
     from ssd.data.prepare import prepare_dataset
 
-    try:
-        return prepare_dataset(cfg.data)
-    except OSError as err:  # writing data/prepared/<name>: disk full, a name too long
-        raise SSDError(f"cannot write the prepared dataset: {err}") from None
+    with output_lock(cfg.layout.prepared):  # one prepare per dataset at a time
+        try:
+            return prepare_dataset(cfg.data)
+        except OSError as err:  # writing data/prepared/<name>: disk full, a name too long
+            raise SSDError(f"cannot write the prepared dataset: {err}") from None
 
 
 def show_augmentations(
@@ -96,6 +98,12 @@ def show_augmentations(
 
 
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> TrainResult:
+    """``ssd train``, one run at a time on ``models/<data.name>`` (:func:`_train`)."""
+    with output_lock(cfg.layout.models):
+        return _train(cfg, resume, progress)
+
+
+def _train(cfg: Config, resume: bool, progress: bool) -> TrainResult:
     """``ssd train`` with its trackers: MLflow (params, metrics, provenance tags, the
     prepared dataset as the run's input, the detector as a pyfunc model; the run id goes into
     the detector's folder so ``ssd register`` registers against this run) and dvclive.
@@ -218,23 +226,24 @@ def evaluate(
     }
     data = PreparedSplit.load(cfg.layout.prepared, split_name)
     out = Path(out_dir) if out_dir is not None else cfg.layout.reports
-    try:
-        if detections is not None:
-            return evaluate_detections(data, load_detections(detections), out, **options)
-        found = _detections(cfg, model, split_name, device or e.device, e.batch_size)
-        return evaluate_detections(
-            data,
-            found.detections,
-            out,
-            priors=found.priors,
-            images_per_second=found.images_per_second,
-            postprocess=cfg.postprocess,
-            **options,
-        )
-    except (ValueError, OSError) as err:  # e.g. a checkpoint that cannot be read
-        if isinstance(err, SSDError):
-            raise
-        raise SSDError(f"evaluation failed: {err}") from None
+    with output_lock(out):
+        try:
+            if detections is not None:
+                return evaluate_detections(data, load_detections(detections), out, **options)
+            found = _detections(cfg, model, split_name, device or e.device, e.batch_size)
+            return evaluate_detections(
+                data,
+                found.detections,
+                out,
+                priors=found.priors,
+                images_per_second=found.images_per_second,
+                postprocess=cfg.postprocess,
+                **options,
+            )
+        except (ValueError, OSError) as err:  # e.g. a checkpoint that cannot be read
+            if isinstance(err, SSDError):
+                raise
+            raise SSDError(f"evaluation failed: {err}") from None
 
 
 def suggest_priors(
@@ -256,6 +265,12 @@ def suggest_priors(
 
 
 def register(cfg: Config) -> dict[str, Any]:
+    """``ssd register``, one at a time on ``reports/<data.name>`` (:func:`_register`)."""
+    with output_lock(cfg.layout.reports):
+        return _register(cfg)
+
+
+def _register(cfg: Config) -> dict[str, Any]:
     """``ssd register``: the detector of ``models/<data.name>/ssd`` with the metrics of
     ``reports/<data.name>/metrics.json`` into the MLflow registry (``champion`` moves on a
     gain); writes ``reports/<data.name>/registry.json``."""
@@ -401,18 +416,19 @@ def audit(
         "thumbnails_per_kind": a.thumbnails_per_kind,
         "grid_per_kind": a.grid_per_kind,
     }
-    try:
-        if detections is not None:
-            return run_audit(data, load_detections(detections), out, options, **report)
-        require_weak_detections(cfg.postprocess, options)
-        found = _detections(cfg, model, split_name, device or a.device, a.batch_size, progress)
-        return run_audit(
-            data, found.detections, out, options, postprocess=cfg.postprocess, **report
-        )
-    except (ValueError, OSError) as err:  # e.g. a detector that cannot be read
-        if isinstance(err, SSDError):
-            raise
-        raise SSDError(f"audit failed: {err}") from None
+    with output_lock(out):
+        try:
+            if detections is not None:
+                return run_audit(data, load_detections(detections), out, options, **report)
+            require_weak_detections(cfg.postprocess, options)
+            found = _detections(cfg, model, split_name, device or a.device, a.batch_size, progress)
+            return run_audit(
+                data, found.detections, out, options, postprocess=cfg.postprocess, **report
+            )
+        except (ValueError, OSError) as err:  # e.g. a detector that cannot be read
+            if isinstance(err, SSDError):
+                raise
+            raise SSDError(f"audit failed: {err}") from None
 
 
 # ----------------------------------------------------------------------------- FiftyOne

@@ -55,6 +55,7 @@ from ssd.audit.rank import (
 from ssd.config import AuditConfig, PostprocessConfig
 from ssd.data.images import ImageReadError, read_image
 from ssd.data.prepared import PreparedSplit
+from ssd.data.safety import DatasetRoot, UnsafePath
 from ssd.errors import DataError, EvaluationError
 from ssd.evaluation.inputs import check_detections
 
@@ -211,6 +212,7 @@ def write_thumbnails(
     ``thumbnail`` (relative to ``out_dir``). Images that cannot be read are skipped with a
     warning. Returns the number written."""
     root, out = Path(prepared_dir), Path(out_dir)
+    rule = DatasetRoot(root, "the prepared dataset")
     shutil.rmtree(out / AUDIT_DIR / "crops", ignore_errors=True)  # no crop of an older run
     by_image: dict[str, list[Suspect]] = defaultdict(list)
     for s in result.suspects:
@@ -219,9 +221,9 @@ def write_thumbnails(
             by_image[s.file_name].append(s)
     written = 0
     for file_name, suspects in by_image.items():
-        try:
-            image = read_image(root / file_name)  # the one reader (orientation, modes)
-        except (ImageReadError, DataError, OSError) as err:
+        try:  # the one reader (orientation, modes), the file opened once inside the dataset
+            image = read_image(rule.read_file(root / file_name))
+        except (ImageReadError, DataError, OSError, UnsafePath) as err:
             log.warning("no thumbnails for %s: %s", file_name, err)
             continue
         for s in suspects:

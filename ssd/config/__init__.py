@@ -17,6 +17,8 @@ from ssd.config.load import (
     parse_override,
 )
 from ssd.config.sections import (
+    MAX_CLASSES,
+    MAX_INPUT_SIZE,
     RAW_ROOT,
     AuditConfig,
     AugmentConfig,
@@ -31,6 +33,8 @@ from ssd.config.sections import (
 )
 
 __all__ = [
+    "MAX_CLASSES",
+    "MAX_INPUT_SIZE",
     "MOVED_KEYS",
     "RAW_ROOT",
     "AuditConfig",

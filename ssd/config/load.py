@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ssd.config.safe_yaml import load_yaml
 from ssd.config.sections import Config
 from ssd.errors import ConfigError
 
@@ -73,7 +74,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"--set key '{key}' is not a dotted key like train.lr")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except (yaml.YAMLError, RecursionError):
         value = raw
     return parts, value
@@ -156,7 +157,7 @@ def load_config(path: str | Path | None = "params.yaml", overrides: Iterable[str
     if path is not None and text is not None:
         source = str(path)
         try:
-            loaded = yaml.safe_load(text)
+            loaded = load_yaml(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         except RecursionError:

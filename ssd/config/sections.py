@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 
 RAW_ROOT = Path("data/raw")  # data/raw/<name>/: a user's source data, versioned by DVC
 
+# Upper bounds on what allocates memory, far above any real use, so that a typo or a hostile
+# file fails with a message instead of taking the machine's memory (a 200,000-class head or
+# a 100000-pixel input asks for tens of GB).
+# Classes: LVIS v1, the largest common detection vocabulary, has 1203 (a VGG16 head for 2000
+# takes 1 GB). ssd prepare, model.json and model.num_classes all keep to it.
+MAX_CLASSES = 2000
+# Input side: the paper's SSD is 300 or 512; 2048 leaves room for small objects in large
+# images (its default boxes and `ssd info` stay under 1 GB).
+MAX_INPUT_SIZE = 2048
+# Aspect ratios per feature map besides 1: the paper uses at most {2, 3} (6 boxes a location).
+MAX_RATIOS = 8
+# Images in one inference batch (evaluate, audit) and one training step per process.
+MAX_BATCH = 1024
+
 
 # What a new value of a key does on ``ssd train --resume`` (:mod:`ssd.train.resume` reads it
 # off the fields). A ``train`` or ``model`` key without it shapes the weights, the optimiser's
@@ -110,6 +124,11 @@ class PriorConfig(_Section):
             for ratios in v:
                 if any(not (r > 0 and math.isfinite(r)) for r in ratios):
                     raise ValueError(f"aspect ratios must be finite numbers > 0, got {ratios}")
+                if len(ratios) > MAX_RATIOS:  # each ratio adds 2 boxes at every location
+                    raise ValueError(
+                        f"at most {MAX_RATIOS} aspect ratios per map (the paper uses 2: 2 and "
+                        f"3), got {len(ratios)}"
+                    )
         return v
 
     @model_validator(mode="after")
@@ -139,12 +158,18 @@ class ModelConfig(_Section):
         "ssd.model.backbones.BACKBONES",
     )
     input_size: int | None = Field(
-        None, ge=32, description="square input side; null = 300 for vgg16, 320 for lite0"
+        None,
+        ge=32,
+        le=MAX_INPUT_SIZE,
+        description=f"square input side (at most {MAX_INPUT_SIZE}); null = 300 for vgg16, "
+        "320 for lite0",
     )
     num_classes: int | None = Field(
         None,
         ge=1,
-        description="object classes without background; null = from the dataset",
+        le=MAX_CLASSES,
+        description=f"object classes without background (at most {MAX_CLASSES}); null = from "
+        "the dataset",
         json_schema_extra=on_resume("the class names are compared instead"),
     )
     head: Literal["conv", "ssdlite"] | None = Field(
@@ -216,7 +241,13 @@ class AugmentConfig(_Section):
 
     photometric_p: float = Field(0.5, ge=0, le=1, description="chance of photometric distortion")
     zoom_out_p: float = Field(0.5, ge=0, le=1, description="chance of zoom out (expand)")
-    zoom_out_max: float = Field(4.0, ge=1, description="largest expansion factor (paper: 4)")
+    zoom_out_max: float = Field(
+        4.0,
+        ge=1,
+        le=16,
+        description="largest expansion factor (paper: 4; at most 16: the canvas of a large "
+        "image takes GBs beyond)",
+    )
     fill: tuple[int, int, int] = Field(
         (124, 116, 104), description="RGB fill of the expanded canvas (ImageNet mean colour)"
     )
@@ -251,7 +282,9 @@ class DataConfig(_Section):
         0.2, ge=0, lt=1, description="share for test when the source has no test split"
     )
     num_images: int = Field(600, ge=3, description="synthetic: number of images")
-    image_size: int = Field(320, ge=64, description="synthetic: image side in pixels")
+    image_size: int = Field(
+        320, ge=64, le=4096, description="synthetic: image side in pixels (at most 4096)"
+    )
     names_file: str | None = Field(
         None,
         description="class names, one a line or a YAML with 'names' (relative to data.path); "
@@ -309,7 +342,9 @@ class TrainConfig(_Section):
         description="passes over the train split",
         json_schema_extra=on_resume(LENGTH, optimizer=True),
     )
-    batch_size: int = Field(16, ge=1, description="images per step (per process under torchrun)")
+    batch_size: int = Field(
+        16, ge=1, le=MAX_BATCH, description="images per step (per process under torchrun)"
+    )
     optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (paper) or adamw")
     lr: float = Field(
         0.01,
@@ -419,7 +454,11 @@ class TrainConfig(_Section):
     )
     seed: int = Field(0, description="seeds init, data order and augmentation")
     num_workers: int = Field(
-        2, ge=0, description="data loader processes", json_schema_extra=on_resume(HERE_ON)
+        2,
+        ge=0,
+        le=64,
+        description="data loader processes (at most 64)",
+        json_schema_extra=on_resume(HERE_ON),
     )
     num_threads: int | None = Field(
         None,
@@ -508,7 +547,7 @@ class EvaluateConfig(_Section):
     """``ssd evaluate``: which split, and what the reports hold."""
 
     split: Literal["train", "val", "test"] = Field("test", description="split to evaluate")
-    batch_size: int = Field(8, ge=1, description="images per inference batch")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="images per inference batch")
     out_dir: str = Field("reports", description="<out_dir>/<data.name>/: metrics, plots, errors")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     coco_backend: Literal["faster", "pycocotools"] = Field(
@@ -557,7 +596,7 @@ class AuditConfig(_Section):
     )
     thumbnails_per_kind: int = Field(50, ge=0, description="crops written per kind, best first")
     grid_per_kind: int = Field(8, ge=1, description="suspects per row of audit/top_suspects.png")
-    batch_size: int = Field(8, ge=1, description="images per inference batch")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="images per inference batch")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
 
     @model_validator(mode="after")

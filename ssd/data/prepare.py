@@ -10,12 +10,13 @@ end, so a failed run leaves the previous dataset untouched.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssd.config import DataConfig
+from ssd.config import MAX_CLASSES, DataConfig
 from ssd.errors import DataError
 from ssd.data.prepared import SPLITS
 from ssd.data.report import DUPLICATE_ID, Report
@@ -49,6 +50,7 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
     Everything else that is wrong is skipped or fixed and listed in ``report.json``.
     """
     out_dir = cfg.prepared_dir
+    require_replaceable(out_dir)
     work = out_dir.parent / f".{out_dir.name}.partial"
     if work.exists():
         shutil.rmtree(work)
@@ -64,6 +66,12 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
             problems = f" ({len(report.skipped)} problems, first: {_first_problem(report)})"
             raise DataError(
                 f"no class names found in {cfg.path}: {hint}" + (problems if report.skipped else "")
+            )
+        if len(source.classes) > MAX_CLASSES:
+            raise DataError(
+                f"{cfg.path or cfg.source} names {len(source.classes)} classes, more than the "
+                f"{MAX_CLASSES} a detector may have (first: {', '.join(source.classes[:3])}); "
+                "check the class names file"
             )
         kept: list[ValidImage] = []
         seen: dict[str, str] = {}
@@ -91,7 +99,7 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
                 continue
             seen[raw.file_name] = seen[image.file_name] = raw.annotation
             write_image(image, work)
-            image.pixels = None  # written: do not hold every image in memory
+            image.pixels = image.data = None  # written: do not hold every image in memory
             kept.append(image)
         if not kept:
             raise DataError(
@@ -173,10 +181,39 @@ def prepare_dataset(cfg: DataConfig) -> PrepareResult:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    if out_dir.exists():
+    if out_dir.exists() or out_dir.is_symlink():
+        require_replaceable(out_dir)  # again: the folder may have changed meanwhile
         shutil.rmtree(out_dir)
     work.rename(out_dir)
     return PrepareResult(out_dir, counts, source.classes, origin)
+
+
+def is_prepared_dataset(folder: Path) -> bool:
+    """Whether ``folder`` is a dataset ``ssd prepare`` wrote: its ``report.json`` (written
+    last, into every prepared dataset) names the dataset, its source and its counts."""
+    try:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(report, dict) and {"name", "source", "classes", "counts"} <= report.keys()
+
+
+def require_replaceable(out_dir: Path) -> None:
+    """Nothing, when ``ssd prepare`` may replace ``out_dir``: absent, empty, or a prepared
+    dataset (:func:`is_prepared_dataset`); else a :class:`DataError`: a folder of someone
+    else's files is never deleted."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise DataError(
+            f"{out_dir} is a link or a file, not a prepared dataset; ssd prepare replaces only "
+            "what it wrote: remove it, or choose another data.name / data.prepared_root"
+        )
+    if not out_dir.exists() or not any(out_dir.iterdir()) or is_prepared_dataset(out_dir):
+        return
+    raise DataError(
+        f"{out_dir} holds files ssd prepare did not write (no report.json of a prepared "
+        "dataset); nothing was changed: choose another data.name or data.prepared_root, or "
+        "move those files away"
+    )
 
 
 def _first_problem(report: Report) -> str:

@@ -4,18 +4,26 @@
 ``bbox [x, y, w, h]`` in pixels, ``category_id`` 1..C, ``difficult`` 0/1, ``categories``) and
 ``classes.json`` once; training, evaluation, tracking, the registry and FiftyOne all take
 the loaded object. The COCO size buckets (:func:`size_of`) are defined here too, once.
+
+The split file is not trusted further than the source data is (it may be edited, or pulled
+from a remote): every ``file_name`` must be a relative name without ``..`` (checked at
+load), and an image is read only if the file opened lies inside the prepared dataset (the
+root rule of :class:`~ssd.data.safety.DatasetRoot`, opened once).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ssd.config import MAX_CLASSES
 from ssd.errors import DataError
 from ssd.data.images import ImageReadError, read_image
+from ssd.data.safety import DatasetRoot, UnsafePath
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -43,6 +51,16 @@ def size_of(area: float) -> str:
     return "large"
 
 
+def outside_name(name: Any) -> bool:
+    """Whether an image's ``file_name`` could name a file outside its dataset folder: not a
+    string, empty, absolute (``/x``, ``C:``, ``~``), with a NUL, or with a ``..`` part."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        return True
+    if name.startswith(("/", "\\", "~")) or re.match(r"[A-Za-z]:", name):
+        return True
+    return ".." in re.split(r"[\\/]", name)
+
+
 def annotation_area(ann: dict[str, Any]) -> float:
     """The area pycocotools uses for an annotation: its ``area`` field, else ``w * h``."""
     if "area" in ann:
@@ -67,6 +85,7 @@ class PreparedSplit:
     dataset: dict[str, Any]
     class_names: list[str]
     _by_image: dict[Any, list[dict[str, Any]]] | None = field(default=None, repr=False)
+    _rule: DatasetRoot | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, prepared_dir: str | Path, split: str, allow_empty: bool = False) -> PreparedSplit:
@@ -100,6 +119,22 @@ class PreparedSplit:
             )
         if not dataset["images"] and not allow_empty:
             raise DataError(f"split '{split}' in {root} is empty: {path} lists no images")
+        for image in dataset["images"]:
+            if not isinstance(image, dict):
+                raise DataError(f"{path} is not a COCO file: an entry of images is not an object")
+            if outside_name(image.get("file_name")):
+                shown = repr(image.get("file_name"))[:200]
+                raise DataError(
+                    f"{path}: image {str(image.get('id'))[:40]} has file_name {shown}, which "
+                    "would be read from outside the prepared dataset (absolute, or climbing "
+                    "out with '..'); refused: the file was changed after `ssd prepare`, run it "
+                    "again"
+                )
+        if len(dataset["categories"]) > MAX_CLASSES:
+            raise DataError(
+                f"{path} lists {len(dataset['categories'])} categories, more than the "
+                f"{MAX_CLASSES} a detector may have; run `ssd prepare` again"
+            )
         categories = sorted(dataset["categories"], key=lambda c: c["id"])
         names = [str(c["name"]) for c in categories]
         if [c["id"] for c in categories] != list(range(1, len(categories) + 1)):
@@ -134,11 +169,18 @@ class PreparedSplit:
 
     def read_image(self, image: dict[str, Any]) -> Tensor:
         """The pixels of an entry of :attr:`images` as RGB uint8 ``[3, H, W]``, read by the one
-        image reader (:func:`ssd.data.images.read_image`); a file that cannot be read (changed
-        since ``ssd prepare``) is a :class:`DataError` naming it."""
+        image reader (:func:`ssd.data.images.read_image`) from the file opened once inside the
+        dataset folder; a file that cannot be read, or leads outside (changed since ``ssd
+        prepare``), is a :class:`DataError` naming it."""
         path = self.image_path(image)
+        if self._rule is None:
+            self._rule = DatasetRoot(self.root, "the prepared dataset")
         try:
-            return read_image(path)
+            return read_image(self._rule.read_file(path))
+        except UnsafePath as err:
+            raise DataError(f"image {err}: run `ssd prepare` again") from None
+        except OSError as err:
+            raise DataError(f"{path}: {err.strerror or err}; run `ssd prepare` again") from None
         except ImageReadError as err:
             raise DataError(f"{path}: {err}; run `ssd prepare` again") from None
 

@@ -1,10 +1,14 @@
 """Checks every source shares: the image lies inside the dataset root and decodes (with the
 one image reader, :mod:`ssd.data.images`), its size agrees with the annotation, boxes are
 usable and inside the image. Each decision goes to the report.
+
+An image file is opened once (:meth:`~ssd.data.safety.DatasetRoot.read_file`): the bytes
+that were checked are the bytes decoded and the bytes written to the prepared dataset.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +16,9 @@ from pathlib import Path
 from PIL import Image
 
 from ssd.data import report as R
-from ssd.data.images import DecodedImage, ImageReadError, decode_image, orient_box
+from ssd.data.images import TOO_LARGE, DecodedImage, ImageReadError, decode_image, orient_box
 from ssd.data.records import RawImage
-from ssd.data.safety import DatasetRoot
+from ssd.data.safety import DatasetRoot, UnsafePath, read_regular_file
 
 CONVERTED_SUFFIX = ".png"  # a source image that is not plain JPEG / PNG is written as PNG
 
@@ -36,7 +40,8 @@ class ValidImage:
     """An image that passed every check, ready to be written.
 
     ``file_name`` is its name under the prepared ``images/``; ``pixels`` are written (as
-    PNG) when set, else the source file at ``path`` is copied unchanged.
+    PNG) when set, else ``data``, the bytes of the source file at ``path`` as read once
+    and checked, unchanged.
     """
 
     file_name: str
@@ -46,33 +51,38 @@ class ValidImage:
     path: Path | None = None
     pixels: Image.Image | None = None
     boxes: list[Box] = field(default_factory=list)
+    data: bytes | None = field(default=None, repr=False)
 
 
 def _fmt(values: tuple[float, ...]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
-def _decode(raw: RawImage, root: DatasetRoot | None, report: R.Report) -> DecodedImage | None:
-    """The decoded source image; ``None`` when it was reported as not kept."""
+def _decode(
+    raw: RawImage, root: DatasetRoot | None, report: R.Report
+) -> tuple[DecodedImage, bytes] | None:
+    """The decoded source image and the file's bytes (read once, inside ``root``); ``None``
+    when it was reported as not kept."""
     where, n = raw.annotation, len(raw.boxes)
-    try:
-        found = raw.path is not None and raw.path.is_file()
-    except OSError:  # a name too long, a loop of links
-        found = False
-    if raw.path is None or not found:
-        report.skip_image(where, R.MISSING_IMAGE, f"image file {raw.file_name} not found", n)
-        return None
-    if root is not None and not root.contains(raw.path):
-        report.skip_image(
-            where,
-            R.UNSAFE_PATH,
-            f"image {root.name(raw.path)} is a link to {raw.path.resolve()}, outside "
-            f"data.path ({root.path}); refused",
-            n,
-        )
+    missing = f"image file {raw.file_name} not found"
+    if raw.path is None:
+        report.skip_image(where, R.MISSING_IMAGE, missing, n)
         return None
     try:
-        return decode_image(raw.path)
+        data = root.read_file(raw.path) if root is not None else read_regular_file(raw.path)
+    except UnsafePath as err:
+        report.skip_image(where, R.UNSAFE_PATH, f"image {err}", n)
+        return None
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.EINVAL, errno.ENAMETOOLONG, errno.ELOOP):
+            report.skip_image(where, R.MISSING_IMAGE, missing, n)  # or a folder, a FIFO ...
+        elif err.errno == errno.EFBIG:
+            report.skip_image(where, TOO_LARGE, f"{raw.file_name}: {err.strerror}; not read", n)
+        else:
+            report.skip_image(where, R.CORRUPT_IMAGE, f"{raw.file_name}: {err.strerror}", n)
+        return None
+    try:
+        return decode_image(data), data
     except ImageReadError as err:
         report.skip_image(where, err.reason, f"{raw.file_name}: {err}", n)
         return None
@@ -97,12 +107,14 @@ def validate_image(
         report.skip_image(where, reason, detail, n)
         return None
     decoded: DecodedImage | None = None
+    data: bytes | None = None
     if raw.pixels is not None:
         width, height = raw.pixels.size
     else:
-        decoded = _decode(raw, root, report)
-        if decoded is None:
+        read = _decode(raw, root, report)
+        if read is None:
             return None
+        decoded, data = read
         width, height = decoded.size
         if decoded.orientation != 1:
             report.note(R.EXIF_APPLIED)
@@ -187,4 +199,5 @@ def validate_image(
         path=raw.path,
         pixels=pixels,
         boxes=kept,
+        data=data if pixels is None else None,
     )

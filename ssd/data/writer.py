@@ -8,7 +8,6 @@ a change on a re-run.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,16 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_image(image: ValidImage, out_dir: Path) -> None:
-    """Copy the source file (or encode generated pixels as PNG) to ``out_dir/images/``."""
+    """Write the source file's bytes as they were read and checked (or encode the pixels as
+    PNG) to ``out_dir/images/``; the source is never opened again by name."""
     target = out_dir / "images" / image.file_name
     target.parent.mkdir(parents=True, exist_ok=True)
     if image.pixels is not None:
         image.pixels.save(target, format="PNG", optimize=False, compress_level=1)
-    elif image.path is not None:
-        shutil.copyfile(image.path, target)
+    elif image.data is not None:
+        target.write_bytes(image.data)
+    else:
+        raise ValueError(f"{image.file_name}: neither pixels nor the file's bytes to write")
 
 
 def categories(classes: list[str]) -> list[dict[str, Any]]:

@@ -14,10 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from torch import Tensor
 from torchvision.io import write_png
 from torchvision.ops import box_convert
 
-from ssd.data.images import read_image
 from ssd.data.prepared import SIZES
 from ssd.evaluation.coco import CocoResult
 from ssd.evaluation.tide import ERROR_NAMES, ERROR_TYPES, TideResult
@@ -224,7 +224,7 @@ def plot_f1_curve(curve: Any, class_names: Sequence[str], path: Path) -> Path:
 
 
 def draw_sample(
-    image_path: Path,
+    image: Tensor,
     gt: Sequence[dict[str, Any]],
     detections: Sequence[tuple[dict[str, Any], str]],
     class_names: Sequence[str],
@@ -232,8 +232,8 @@ def draw_sample(
 ) -> Path:
     """Draw GT (green) and detections (blue = true positive, red = error type) on one image,
     each label on a filled background (:func:`ssd.infer.drawing.draw_boxes`); detections' labels
-    are drawn over the ground truth's, the best score on top."""
-    image = read_image(image_path)
+    are drawn over the ground truth's, the best score on top. ``image``: RGB uint8
+    ``[3, H, W]`` (:meth:`~ssd.data.prepared.PreparedSplit.read_image`)."""
     boxes, labels, colors, order = [], [], [], []
     for a in gt:
         boxes.append(a["bbox"])

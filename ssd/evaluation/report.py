@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ssd.config import PostprocessConfig
 from ssd.data.prepared import PreparedSplit
+from ssd.errors import DataError
 from ssd.evaluation import plots
 from ssd.evaluation.coco import Backend
 from ssd.evaluation.score import HEADLINE, Evaluation, score_detections
@@ -112,11 +113,12 @@ def _draw_samples(
             det_by_image[d["image_id"]].append((d, label))
     for rank, image_id in enumerate(_worst_images(data, dets, tide)[:count]):
         img = images[image_id]
-        path = data.image_path(img)
-        if not path.is_file():
+        try:
+            pixels = data.read_image(img)  # opened once, inside the prepared dataset
+        except DataError:
             continue
         plots.draw_sample(
-            path,
+            pixels,
             gt_by_image[image_id],
             det_by_image[image_id],
             data.class_names,

@@ -4,7 +4,10 @@ A detector is a directory (or the path of its ``.safetensors`` file) holding
 ``model.safetensors`` (the weights) and ``model.json`` (the model config, class names and
 format version). Loading never unpickles anything: safetensors plus JSON. Whatever is
 wrong with either file (missing, truncated, not safetensors, not a JSON object, weights of
-another architecture) is a :class:`WeightsError` with one message saying which and why.
+another architecture, an inf or NaN in any tensor) is a :class:`WeightsError` with one
+message saying which and why. Shapes are compared on a model built on the meta device
+(no memory) before the real one is built: a ``model.json`` naming 200,000 classes for
+weights of 6 is refused, not allocated.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from ssd.config import MOVED_KEYS, ModelConfig
+from ssd.config import MAX_CLASSES, MOVED_KEYS, ModelConfig
 from ssd.errors import WeightsError
 from ssd.model.builder import build_model
+from ssd.model.finite import describe_nonfinite, nonfinite_tensors
 from ssd.model.network import SSD
 
 # 2: the post-processing and loss keys left the model config (they live in the postprocess
@@ -56,7 +62,8 @@ def save_detector(
     """Write ``model.safetensors`` + ``model.json`` into directory ``path``; returns the dir.
 
     The weights file is written to a temporary name and renamed, so an interrupted save
-    never leaves a truncated file under the final name.
+    never leaves a truncated file under the final name; a write that fails (a full disk, a
+    file size limit) removes the temporary file and raises ``OSError``.
     """
     if len(class_names) != model.num_classes:
         raise ValueError(
@@ -66,7 +73,13 @@ def save_detector(
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = weights.with_name(weights.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "ssd", "version": str(FORMAT_VERSION)})
+    # serialised in memory, written by Python: a failed write is an OSError with its errno
+    data = safetensors_bytes(state, metadata={"format": "ssd", "version": str(FORMAT_VERSION)})
+    try:
+        tmp.write_bytes(data)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(weights)
     cfg = model_cfg.model_copy(update={"num_classes": len(class_names)})
     info = {
@@ -77,7 +90,11 @@ def save_detector(
         **(extra or {}),
     }
     tmp_meta = meta.with_name(meta.name + ".tmp")
-    tmp_meta.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    try:
+        tmp_meta.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    except OSError:
+        tmp_meta.unlink(missing_ok=True)
+        raise
     tmp_meta.replace(meta)
     return weights.parent
 
@@ -105,6 +122,11 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     names = info.get("class_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise WeightsError(f"'{meta}': class_names must be a non-empty list of names")
+    if len(names) > MAX_CLASSES:
+        raise WeightsError(
+            f"'{meta}' names {len(names)} classes, more than the {MAX_CLASSES} a detector may "
+            "have; was it written by ssd train?"
+        )
     if not isinstance(info.get("model"), dict):
         raise WeightsError(f"'{meta}': 'model' must be an object (the model section)")
     return info
@@ -160,18 +182,34 @@ def _check_matches(model: SSD, state: dict[str, Tensor], weights: Path, cfg: Mod
     )
 
 
+def check_finite(state: dict[str, Tensor], weights: Path) -> None:
+    """A :class:`WeightsError` naming the tensors of ``state`` that hold inf or NaN."""
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise WeightsError(
+            f"'{weights}' holds {describe_nonfinite(bad)}: a detector with non-finite weights "
+            "gives no or meaningless detections, so it is not loaded; use an earlier "
+            "checkpoint (models/<name>/checkpoints) or train again (ssd train saves only "
+            "finite weights)"
+        )
+
+
 def load_model(path: str | Path, device: str = "cpu") -> tuple[SSD, ModelConfig, list[str]]:
     """Rebuild the model from ``model.json`` and load ``model.safetensors`` (strict).
 
     Raises:
-        WeightsError: a file missing or unreadable, or weights of another architecture.
+        WeightsError: a file missing or unreadable, weights of another architecture (found
+            before any memory is allocated for the model), or an inf / NaN in them.
     """
     info = read_meta(path)
     cfg = model_config(info)
     names = list(info["class_names"])
-    model = build_model(cfg, len(names), pretrained=False)
     weights, _ = _resolve(path)
     state = _read_weights(weights)
-    _check_matches(model, state, weights, cfg)
+    check_finite(state, weights)
+    with torch.device("meta"):  # shapes only: nothing allocated whatever model.json says
+        skeleton = build_model(cfg, len(names), pretrained=False)
+    _check_matches(skeleton, state, weights, cfg)
+    model = build_model(cfg, len(names), pretrained=False)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), cfg, names

@@ -64,7 +64,13 @@ from ssd.train.optim import build_optimizer, freeze_backbone_parts, lr_lambda, s
 from ssd.train.resume import resume_from, run_settings, training_params
 from ssd.train.runtime import Runtime, StopSignals, setup_runtime
 from ssd.train.sampling import make_loader
-from ssd.train.state import Checkpointer, TrainState, average_all_buffers, nonfinite_error
+from ssd.train.state import (
+    Checkpointer,
+    TrainState,
+    average_all_buffers,
+    nonfinite_error,
+    write_error,
+)
 from ssd.train.tracking import JsonlTracker, Tracker, fan_out
 
 log = logging.getLogger(__name__)
@@ -415,13 +421,14 @@ def train(
             checkpoints.resumed(found, state)
     criterion = build_loss(state.model, t).to(rt.device)
     net = _distributed(state, rt)
-    trackers = fan_out(
-        [JsonlTracker(out_dir / "metrics.jsonl")] + ([tracker] if tracker else [])
-        if rt.env.is_main
-        else []
-    )
+    try:  # a read-only or full out_dir: one message before the first step
+        jsonl = [JsonlTracker(out_dir / "metrics.jsonl")] if rt.env.is_main else []
+    except OSError as err:
+        raise write_error(err, out_dir / "metrics.jsonl", None, started=False) from None
+    trackers = fan_out(jsonl + ([tracker] if tracker and rt.env.is_main else []))
     resumed = {"resumed_from": str(checkpoints.last)} if checkpoints.last else {}
-    trackers.log_params(training_params(cfg) | resumed)
+    # the threads used change float reductions, so the result: recorded with the params
+    trackers.log_params(training_params(cfg) | resumed | {"train.num_threads_used": rt.threads})
 
     started, stopped = time.perf_counter(), False
     val: dict[str, float] = {}
@@ -447,7 +454,10 @@ def train(
         "dataset": cfg.data.name,
         "train": cfg.train.model_dump(mode="json"),
     }
-    final_dir = save_final(state, out_dir, cfg.model, data.class_names, run, info)
+    try:
+        final_dir = save_final(state, out_dir, cfg.model, data.class_names, run, info)
+    except OSError as err:  # a full disk, a file size limit: the checkpoints are kept
+        raise write_error(err, out_dir / FINAL_DIR, checkpoints.last) from None
     barrier(rt.env)
     shutdown(rt.env)
     best_dir = out_dir / BEST_DIR

@@ -7,8 +7,8 @@ import logging
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -30,50 +30,42 @@ class Runtime:
     env: DistEnv
     amp_dtype: torch.dtype | None  # autocast dtype on CUDA; None = fp32
     channels_last: bool
+    threads: int = 1  # intra-op threads used (recorded with the run's params)
 
 
-def idle_cores(seconds: float = 0.5) -> float | None:
-    """How many CPU cores were idle over the last ``seconds`` (from ``/proc/stat``), or
-    None where that cannot be read."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, all but guest
-
-    try:
-        idle0, total0 = sample()
-        time.sleep(seconds)
-        idle1, total1 = sample()
-        ncpu = os.cpu_count() or 1
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return ncpu * (idle1 - idle0) / (total1 - total0)
-
-
-def fit_threads(t: TrainConfig) -> int:
-    """Intra-op threads for a training process: ``train.num_threads``, or the cores that
-    are idle when training starts (at most the cores this process may use), shared among
-    torchrun's local processes; at least 1.
-
-    Measured on 2 cores with 2 loader workers (docs/results.md "Threads"): alone, 2 threads ran at
-    1.8x the images/s of 1; beside one other busy process, 1 thread ran at 1.6x the
-    images/s of 2 (OpenMP threads that wait for a core stall every operator). So the
-    count follows what is free, not a fixed rule."""
-    if t.num_threads:
-        return t.num_threads
-    if os.environ.get("OMP_NUM_THREADS"):  # the user chose: keep it (and runs comparable)
-        return torch.get_num_threads()
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity (``taskset``, a container's
+    ``cpuset``), capped by a cgroup v2 CPU quota (``cpu.max``, a container's ``--cpus``);
+    properties of the machine and the process, not of how busy the machine is."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    idle = idle_cores()
-    free = cores if idle is None else min(cores, max(1, round(idle)))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def fit_threads(t: TrainConfig) -> int:
+    """Intra-op threads for a training process: ``train.num_threads``; else
+    ``OMP_NUM_THREADS`` when set (as PyTorch read it); else the cores this process may use
+    (:func:`available_cores`) shared among torchrun's local processes; at least 1.
+
+    Never the machine's load: the thread count changes the order of float reductions, so a
+    count that followed the idle cores gave other weights on a busy machine (test AP50 0.898
+    against 0.900, same commit and params). On a loaded machine fewer threads run faster
+    (docs/results.md "Threads"): set ``train.num_threads`` then, knowing it changes the
+    result."""
+    if t.num_threads:
+        return t.num_threads
+    if os.environ.get("OMP_NUM_THREADS"):  # the user chose: keep it (and runs comparable)
+        return torch.get_num_threads()
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, free // local)
+    return max(1, available_cores() // local)
 
 
 def setup_runtime(t: TrainConfig) -> Runtime:
@@ -84,7 +76,7 @@ def setup_runtime(t: TrainConfig) -> Runtime:
     log.info(
         "%d intra-op thread(s)%s, %d loader worker(s)",
         threads,
-        "" if t.num_threads else " (the cores idle now; train.num_threads sets it)",
+        "" if t.num_threads else " (the cores this process may use; train.num_threads sets it)",
         t.num_workers,
     )
     if device.type == "cuda" and env.enabled:
@@ -96,7 +88,7 @@ def setup_runtime(t: TrainConfig) -> Runtime:
         amp = torch.bfloat16 if bf16 else torch.float16
     # channels_last only on CUDA: on CPU, BatchNorm's backward in NHWC was measured ~10x
     # less accurate than NCHW (relative L2 gradient error ~0.1 vs ~0.01 against float64).
-    return Runtime(device, env, amp, t.channels_last and device.type == "cuda")
+    return Runtime(device, env, amp, t.channels_last and device.type == "cuda", threads)
 
 
 class StopSignals:

@@ -14,7 +14,9 @@ A checkpoint is a directory ``<models>/checkpoints/step-NNNNNNNN/`` holding
 The rules, each tested in ``tests/train/test_train.py``:
 
 - **Complete or absent**: written as ``step-N.partial`` and renamed; ``latest.json``
-  (replaced atomically) then points at it. A kill during a save leaves the previous one.
+  (replaced atomically) then points at it. A kill during a save leaves the previous one; a
+  write that fails (a full disk, ``ulimit -f``, a read-only folder) removes the partial
+  folder and stops training with one message (:func:`write_error`), the previous one kept.
 - **Finite or nothing**: :func:`save_checkpoint` refuses a model with an inf or NaN in any
   parameter or buffer (BatchNorm running statistics included).
 - **Pruning keeps the work**: after a save, older checkpoints of the same run beyond the
@@ -28,6 +30,8 @@ The rules, each tested in ``tests/train/test_train.py``:
 from __future__ import annotations
 
 import ast
+import errno
+import io
 import json
 import logging
 import os
@@ -36,7 +40,6 @@ import random
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +52,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ssd.config import ModelConfig, TrainConfig
 from ssd.errors import CheckpointError, TrainingError, WeightsError
+from ssd.model.finite import describe_nonfinite, nonfinite_tensors
 from ssd.model.network import SSD
 from ssd.model.weights import read_meta, save_detector
 from ssd.train.distributed import DistEnv, average_buffers
@@ -72,33 +76,6 @@ class NonFiniteError(ValueError):
 
 
 # ----------------------------------------------------------------------------- finite values
-
-
-def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
-    """Every tensor in a nested dict / list (an optimizer state, say), with a dotted name."""
-    if isinstance(obj, Tensor):
-        yield prefix, obj
-    elif isinstance(obj, Mapping):
-        for k, v in obj.items():
-            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            yield from _tensors(v, f"{prefix}.{i}" if prefix else str(i))
-
-
-def nonfinite_tensors(obj: Any) -> dict[str, int]:
-    """``{name: number of inf/NaN values}`` of every floating tensor in ``obj`` that has any
-    (a state dict, an optimizer state, a tensor); ``{}`` when all are finite."""
-    floats = [(n, t.detach()) for n, t in _tensors(obj) if t.is_floating_point() and t.numel()]
-    if not floats or bool(torch.stack([torch.isfinite(t).all() for _, t in floats]).all()):
-        return {}  # one device sync on the common path
-    bad = {n: int((~torch.isfinite(t)).sum()) for n, t in floats}
-    return {n: c for n, c in bad.items() if c}
-
-
-def describe_nonfinite(bad: dict[str, int]) -> str:
-    names = ", ".join(list(bad)[:3]) + (", ..." if len(bad) > 3 else "")
-    return f"{sum(bad.values())} inf/NaN values in {len(bad)} tensors ({names})"
 
 
 def require_finite(model: nn.Module) -> None:
@@ -225,10 +202,14 @@ class TrainState:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 
@@ -246,6 +227,7 @@ def save_checkpoint(
 
     Raises:
         NonFiniteError: a parameter or buffer is inf or NaN; nothing was written.
+        OSError: a write failed; the partial folder was removed, earlier checkpoints kept.
     """
     require_finite(state.model)
     if state.ema is not None:  # the average goes into state.pt and becomes the detector
@@ -253,21 +235,30 @@ def save_checkpoint(
     name = f"step-{state.step:08d}"
     final, tmp, replaced = root / name, root / f"{name}.partial", root / f"{name}.replaced"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_detector(tmp, state.model, model_cfg, class_names)
-    with open(tmp / STATE, "wb") as fh:
-        torch.save(state.state_dict(), fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    manifest = {
-        "format": FORMAT,
-        "step": state.step,
-        "epoch": state.epoch,
-        "run": state.run_id,
-        "settings": settings,
-        "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())},
-    }
-    _atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    try:
+        tmp.mkdir(parents=True)
+        save_detector(tmp, state.model, model_cfg, class_names)
+        # torch.save reports a failed write as "unexpected pos": serialise in memory, write
+        # here, and a full disk is an OSError with its errno
+        buffer = io.BytesIO()
+        torch.save(state.state_dict(), buffer)
+        with open(tmp / STATE, "wb") as fh:
+            fh.write(buffer.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+        del buffer
+        manifest = {
+            "format": FORMAT,
+            "step": state.step,
+            "epoch": state.epoch,
+            "run": state.run_id,
+            "settings": settings,
+            "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())},
+        }
+        _atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # half-written: never left filling the disk
+        raise
     if final.exists():  # same step saved before (an abandoned run): swap, never a gap
         shutil.rmtree(replaced, ignore_errors=True)
         final.rename(replaced)
@@ -435,6 +426,36 @@ def nonfinite_error(what: str, t: TrainConfig, last: Path | None) -> TrainingErr
     )
 
 
+# What to do about a write that failed, by errno.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free disk space",
+    errno.EDQUOT: "free space in your disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f)",
+    errno.EROFS: "set train.out_dir to a writable folder",
+    errno.EACCES: "set train.out_dir to a folder you may write",
+}
+
+
+def write_error(err: OSError, what: Path, last: Path | None, started: bool = True) -> TrainingError:
+    """The one message for a write that failed (``err``, writing ``what``): the reason, that
+    nothing half-written was left, the checkpoint kept, how to go on. ``started=False``:
+    before the first step (the output folder cannot be written at all)."""
+    where = Path(err.filename) if isinstance(err.filename, str) else what
+    reason = err.strerror or str(err) or type(err).__name__
+    fix = _WRITE_FIXES.get(err.errno or 0, "make room to write there")
+    if not started:
+        return TrainingError(
+            f"cannot write {where}: {reason}; nothing was trained: {fix}, then run "
+            "`ssd train` again"
+        )
+    kept = f"the last checkpoint, {last}, is kept" if last else "no checkpoint was written yet"
+    then = "continue with `ssd train --resume`" if last else "run `ssd train` again"
+    return TrainingError(
+        f"cannot write {where}: {reason}; training stopped, the half-written files were "
+        f"removed and {kept}: {fix}, then {then}"
+    )
+
+
 def average_all_buffers(state: TrainState, env: DistEnv) -> None:
     """Under torchrun on CPU: the model's and the average's BatchNorm statistics, the same
     on every process (DDP keeps the parameters so, not the buffers)."""
@@ -488,4 +509,6 @@ class Checkpointer:
                 self.require_finite(state)  # the same verdict on every rank
         except NonFiniteError as err:
             raise self._error(state, err) from None
+        except OSError as err:  # a full disk, a file size limit, a read-only folder
+            raise write_error(err, self.root, self.last) from None
         self._saved = key

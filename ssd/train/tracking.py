@@ -29,6 +29,7 @@ class JsonlTracker:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        open(self.path, "a").close()  # a folder that cannot be written fails here, at once
 
     def _write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as fh:

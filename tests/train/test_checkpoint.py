@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import resource
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -261,3 +265,62 @@ def test_pruning_keeps_the_newest_of_this_run_and_anything_it_cannot_read(tmp_pa
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == [unreadable.name, ours[1].name, ours[2].name, ahead.name]
     assert not earlier.exists()
+
+
+# ----------------------------------------------------------------------------- disk full
+
+
+def _file_size_limit(limit: int):  # type: ignore[no-untyped-def]
+    def apply() -> None:  # in the child: `ulimit -f`; Python ignores SIGXFSZ, writes fail
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_message_and_keeps_the_last(
+    tiny_data: Path,  # noqa: F811
+    work: Path,
+) -> None:
+    """`ulimit -f` (as a full disk) in a real `ssd train --resume`: the write of step-6 fails;
+    one message, step-6.partial removed, step-4 kept and still resumable."""
+    args = [sys.executable, "-m", "ssd.cli", "train", "--resume", "--no-progress"]
+    for s in overrides(tiny_data, work, *BASE):
+        args += ["--set", s]
+    run = subprocess.run(
+        args,
+        cwd=work,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_file_size_limit(1 << 20),  # 1 MiB: metrics.jsonl fits, weights do not
+    )
+    root = work / "tiny" / "checkpoints"
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr and "unexpected pos" not in run.stderr, run.stderr
+    assert "File too large; training stopped, the half-written files were removed" in run.stderr
+    assert f"the last checkpoint, {root / 'step-00000004'}, is kept" in run.stderr
+    assert "raise the file size limit (ulimit -f), then continue with `ssd train --resume`" in (
+        run.stderr
+    )
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("step-")) == [
+        "step-00000002",
+        "step-00000004",
+    ]
+    assert json.loads((root / "latest.json").read_text())["checkpoint"] == "step-00000004"
+
+
+def test_an_out_dir_that_cannot_be_written_is_one_message_before_the_first_step(
+    tiny_data: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A folder that cannot be written (here: a file where out_dir's folder must be; a
+    read-only mount gives EROFS the same way) stops training before its first step."""
+    blocked = tmp_path / "out"
+    blocked.mkdir()
+    (blocked / "tiny").write_text("not a folder")
+    with pytest.raises(TrainingError) as err:
+        train(load_config(None, overrides(tiny_data, blocked, *BASE)), progress=False)
+    message = str(err.value)
+    assert message.startswith(f"cannot write {blocked / 'tiny'}")
+    assert "nothing was trained" in message and "run `ssd train` again" in message

@@ -366,37 +366,40 @@ def test_dvclive_writes_the_curves_and_summary_dvc_yaml_declares(tracked_run: di
     assert "${train.out_dir}/${data.name}/live/plots/metrics/train_loss.tsv: train_loss" in dvc_yaml
 
 
-def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_follow_the_machine_not_its_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default thread count is the cores this process may use (shared among torchrun's
+    local processes), whatever else runs: the same weights on a busy or a quiet machine."""
     import ssd.train.runtime as ssd_train
     from ssd.config import TrainConfig
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-
-    def machine(cores: int, idle: float | None) -> None:
-        monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cores)))
-        monkeypatch.setattr(ssd_train, "idle_cores", lambda: idle)
-
-    machine(2, 1.97)
-    assert ssd_train.fit_threads(TrainConfig()) == 2  # a quiet machine: every core
-    machine(2, 0.9)
-    assert ssd_train.fit_threads(TrainConfig()) == 1  # another process holds a core
-    machine(2, 0.1)
-    assert ssd_train.fit_threads(TrainConfig()) == 1  # never 0
-    machine(2, None)
-    assert ssd_train.fit_threads(TrainConfig()) == 2  # /proc/stat unreadable: every core
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(2)))
+    quiet = ssd_train.fit_threads(TrainConfig())
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # a core taken
+    try:
+        time.sleep(1.0)
+        assert ssd_train.fit_threads(TrainConfig()) == quiet
+    finally:
+        busy.kill()
+        busy.wait()
+    assert quiet == min(2, ssd_train.available_cores())
     assert ssd_train.fit_threads(TrainConfig(num_threads=3)) == 3  # as configured
-    machine(16, 15.8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)))
+    monkeypatch.setattr(ssd_train, "available_cores", lambda: 16)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc-per-node 4
     assert ssd_train.fit_threads(TrainConfig()) == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # set by the user: kept, as PyTorch read it
     assert ssd_train.fit_threads(TrainConfig()) == torch.get_num_threads()
 
 
-def test_idle_cores_reads_the_machine() -> None:
-    from ssd.train.runtime import idle_cores
-
-    idle = idle_cores(0.2)
-    assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-6
+def test_the_thread_count_used_is_recorded_with_the_run(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = load_config(
+        None, overrides(tiny_data, tmp_path, "train.max_steps=1", "train.num_threads=1")
+    )
+    train(cfg, progress=False)
+    params = _records(tmp_path / "tiny")[0]["params"]
+    assert params["train.num_threads_used"] == 1
 
 
 def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_improvement(

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ssd.config.safe_yaml import load_yaml
 from ssd.errors import DataError
 from ssd.data.safety import DatasetRoot, UnsafePath
 
@@ -24,7 +25,7 @@ def read_yaml(root: DatasetRoot, path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {root.name(path)}: {err}") from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)  # safe, and bounded against alias bombs
     except RecursionError:
         raise DataError(f"{root.name(path)} is not usable YAML: nested too deeply") from None
     except yaml.YAMLError as err:
