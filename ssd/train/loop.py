@@ -82,15 +82,23 @@ class TrainResult:
     best_dir: Path | None
     epochs: int
     steps: int
-    seconds: float
+    seconds: float  # the whole run's training time, earlier (resumed) parts included
     final_metrics: dict[str, float] = field(default_factory=dict)
     nonfinite_steps: int = 0
+    resumed_at: int | None = None  # the step this process resumed from
+    seconds_here: float | None = None  # this process's part of ``seconds`` when resumed
 
     def lines(self) -> list[str]:
         """What ``ssd train`` prints at the end."""
         best = f" (best val mAP in {self.best_dir})" if self.best_dir else ""
+        part = ""
+        if self.resumed_at is not None and self.seconds_here is not None:
+            part = (
+                f" ({self.seconds_here:.0f} s of them in this part, resumed at step "
+                f"{self.resumed_at})"
+            )
         lines = [
-            f"trained {self.steps} steps in {self.seconds:.0f} s; "
+            f"trained {self.steps} steps in {self.seconds:.0f} s{part}; "
             f"detector in {self.model_dir}{best}"
         ]
         if self.final_metrics:
@@ -423,7 +431,9 @@ def train(
     resumed = {"resumed_from": str(checkpoints.last)} if checkpoints.last else {}
     trackers.log_params(training_params(cfg) | resumed)
 
-    started, stopped = time.perf_counter(), False
+    resumed_at = state.step if checkpoints.last else None
+    stopped = False
+    state.start_clock()
     val: dict[str, float] = {}
     with StopSignals() as stop:
         run = Run(rt, trackers, checkpoints, stop, progress)
@@ -439,7 +449,8 @@ def train(
             val = finish_epoch(state, data, t, run, out_dir / BEST_DIR, last) or val
         if stopped:
             raise stop_with_checkpoint(state, run)
-    seconds = time.perf_counter() - started
+    seconds = state.train_seconds()
+    seconds_here = seconds - state.seconds_before  # this process's part
     info = {
         "steps": state.step,
         "epochs": state.epoch,
@@ -460,6 +471,8 @@ def train(
         seconds,
         val,
         state.nonfinite_total,
+        resumed_at,
+        seconds_here if resumed_at is not None else None,
     )
 
 
