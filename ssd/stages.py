@@ -245,7 +245,9 @@ def suggest_priors(
     from ssd.evaluation.suggest import suggest_priors as fit
 
     try:
-        return fit(cfg.model, cfg.layout.prepared, out_dir or cfg.layout.reports, fit_split=split)
+        return fit(
+            cfg.model, cfg.layout.prepared, out_dir or cfg.layout.suggested_priors, fit_split=split
+        )
     except ValueError as err:
         if isinstance(err, SSDError):
             raise
@@ -360,10 +362,19 @@ def export(
     cfg: Config, model: str | Path, fmt: Literal["onnx", "torchscript"], out: Path | None
 ) -> Path:
     """``ssd export``: network + box decoding to ONNX or TorchScript, with the class names,
-    input size and ``postprocess`` settings as metadata."""
+    input size and ``postprocess`` settings as metadata; by default into
+    ``exports/<data.name>/`` (``model.onnx`` for the configured detector, else named after
+    ``model``), outside every DVC stage's outputs."""
     from ssd.infer.export import export_detector
 
     path = resolve_model(cfg, model)
+    if out is None:
+        given = Path(str(model))
+        if given.suffix == ".safetensors":
+            given = given.parent
+        same = given.resolve() == cfg.layout.detector.resolve()
+        stem = "model" if same else "".join(c if c.isalnum() else "-" for c in str(model))
+        out = cfg.layout.exports / (stem.strip("-") + (".onnx" if fmt == "onnx" else ".pt"))
     try:
         return export_detector(path, fmt, out, cfg.postprocess)
     except OSError as err:  # an unwritable --out
