@@ -144,10 +144,18 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> TrainResu
             if tracker is not None:
                 run_file.write_text(json.dumps({"run_id": tracker.run_id}) + "\n", "utf-8")
                 try:
-                    from ssd.integrations.mlflow_model import log_detector_model
+                    from ssd.integrations.mlflow_model import TRAINED, log_detector_model
 
                     example = PreparedSplit.load(cfg.layout.prepared, "train").example_image()
-                    uri = log_detector_model(result.model_dir, example)
+                    uri = log_detector_model(
+                        result.model_dir,
+                        example,
+                        name=TRAINED,
+                        tags={
+                            "ssd.note": "as trained, default postprocess settings; "
+                            "`ssd register` registers the logged model 'registered'"
+                        },
+                    )
                     log.info("MLflow model: %s", uri)
                 except Exception as err:  # tracking must not fail a training
                     log.warning("could not log the MLflow model: %s", err)
@@ -301,7 +309,7 @@ def register(cfg: Config) -> dict[str, Any]:
         tracking_uri=t.tracking_uri,
         experiment=t.experiment,
         model_name=cfg.registered_model_name,
-        policy=Policy(t.champion_metric, t.champion_min_delta, t.register_min),
+        policy=Policy(t.champion_metric, t.champion_min_delta, t.register_min, t.champion_min),
         postprocess=postprocess,
     )
 
@@ -596,6 +604,7 @@ def audit_export(
 def summary(cfg: Config) -> list[str]:
     """``ssd summary``: the headline figures of the last pipeline run, one screen."""
     from ssd.evaluation.report import headline_line
+    from ssd.evaluation.score import weak_model_note
 
     reports = cfg.layout.reports
     if not cfg.layout.evaluation.is_file():
@@ -603,6 +612,9 @@ def summary(cfg: Config) -> list[str]:
     metrics = json.loads(cfg.layout.evaluation.read_text())
     lines = [f"dataset {cfg.data.name}, split {metrics.get('split', cfg.evaluate.split)}:"]
     lines.append("  " + headline_line(metrics))
+    weak = weak_model_note(metrics.get("map50"))
+    if weak is not None:
+        lines.append(f"  note: {weak}")
     dap = metrics.get("errors", {}).get("dap", {})
     if dap:
         lines.append("  TIDE dAP50: " + "  ".join(f"{k} {100 * v:.1f}" for k, v in dap.items()))

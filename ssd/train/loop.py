@@ -60,7 +60,13 @@ from ssd.train.distributed import (
     shutdown,
 )
 from ssd.train.ema import ema_decay, weight_ema
-from ssd.train.optim import build_optimizer, freeze_backbone_parts, lr_lambda, set_train_mode
+from ssd.train.optim import (
+    build_optimizer,
+    freeze_backbone_parts,
+    lr_lambda,
+    set_train_mode,
+    warmup_steps,
+)
 from ssd.train.resume import resume_from, run_settings, training_params
 from ssd.train.runtime import Runtime, StopSignals, setup_runtime
 from ssd.train.sampling import make_loader
@@ -172,6 +178,7 @@ def build_state(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, steps))
+    log.info("learning rate: warm-up over %d of the %d steps", warmup_steps(t, steps), steps)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
     ema = weight_ema(model, t.ema_span, steps) if t.ema else None
     if ema is not None:
@@ -429,7 +436,13 @@ def train(
         else []
     )
     resumed = {"resumed_from": str(checkpoints.last)} if checkpoints.last else {}
-    trackers.log_params(training_params(cfg) | resumed)
+    derived = {  # the values the run used where the config says null (derived)
+        "model.input_size": cfg.model.resolved_input_size,
+        "model.head": cfg.model.resolved_head,
+        "model.num_classes": len(data.class_names),
+        "train.warmup_steps": warmup_steps(t, steps),
+    }
+    trackers.log_params(training_params(cfg) | derived | resumed)
 
     resumed_at = state.step if checkpoints.last else None
     stopped = False
