@@ -401,7 +401,7 @@ def browse(
     """
     cfg = get_config(params, set_)
     with reported():
-        result = stages.browse(cfg, split, reports)
+        result = stages.browse(cfg, split, reports, say=typer.echo)
     typer.echo("\n".join(result.lines()))
     if not no_launch:
         stages.serve_app(result, address, port, lambda lines: typer.echo("\n".join(lines)))

@@ -52,10 +52,17 @@ def _one_source(model: str | Path | None, detections: str | Path | None) -> None
 
 
 def info(cfg: Config) -> dict[str, Any]:
-    """``ssd info``: the configured model's feature maps, default boxes and parameters."""
+    """``ssd info``: the configured model's feature maps, default boxes and parameters, for
+    the classes of the prepared dataset when there is one (what ``ssd train`` builds)."""
     from ssd.model.builder import describe_model
 
-    return describe_model(cfg.model)
+    classes = None
+    try:
+        names = json.loads((cfg.layout.prepared / "classes.json").read_text(encoding="utf-8"))
+        classes = len(names) if isinstance(names, list) and names else None
+    except (OSError, ValueError):
+        pass  # not prepared yet: model.num_classes, or the builder's default
+    return describe_model(cfg.model, cfg.model.num_classes or classes)
 
 
 # ----------------------------------------------------------------------------- data
@@ -357,9 +364,11 @@ def detect(
     settings = cfg.postprocess.model_copy(update={"detect_score_threshold": threshold})
     try:
         detector = load_detector(path, device, settings)
-        return detect_paths(
+        found = detect_paths(
             detector, inputs, out, batch_size=batch_size, draw=draw, fmt=fmt, progress=progress
         )
+        f1 = isinstance(cfg.postprocess.detect_score_threshold, str)
+        return found | {"threshold_from": str(cfg.layout.metrics) if f1 else None}
     except (ValueError, RuntimeError, OSError) as err:  # an unknown device, an unwritable --out
         if isinstance(err, SSDError):
             raise
@@ -451,7 +460,13 @@ class Browse:
     def lines(self) -> list[str]:
         ds = self.dataset
         errors = ", ".join(f"{k} {v}" for k, v in self.error_counts.items())
-        lines = [f"dataset {ds.name}: {len(ds)} images; errors {errors}"]
+        floor = ds.info.get("min_confidence")
+        left_out = ds.info.get("predictions_left_out") or 0
+        loaded = f"predictions scoring >= {floor:g}" if floor is not None else "predictions"
+        lines = [
+            f"dataset {ds.name}: {len(ds)} images, {ds.count('predictions.detections')} "
+            f"{loaded} ({left_out} lower ones left out); their errors: {errors}"
+        ]
         if self.audit_counts is not None:
             lines.append(
                 "label audit: "
@@ -461,10 +476,16 @@ class Browse:
         return [*lines, "saved views: " + ", ".join(self.saved_views)]
 
 
-def browse(cfg: Config, split: str | None = None, reports: Path | None = None) -> Browse:
+def browse(
+    cfg: Config,
+    split: str | None = None,
+    reports: Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Browse:
     """``ssd browse``: build or update the FiftyOne dataset ``ssd-<data.name>-<split>`` from
     the prepared split and the reports of ``ssd evaluate`` (and of ``ssd audit``, when it
-    audited this split: its suspects, with the review tags kept)."""
+    audited this split: its suspects, with the review tags kept); ``say`` is told each
+    step."""
     from ssd.audit.report import audited_split
     from ssd.integrations.env import configure_offline_defaults
 
@@ -479,9 +500,9 @@ def browse(cfg: Config, split: str | None = None, reports: Path | None = None) -
     split_name = _split(split, cfg.evaluate.split)
     reports_dir = reports or cfg.layout.reports
     if audited_split(reports_dir) == split_name:  # `ssd audit` ran on this split
-        ds = build_audit_dataset(cfg.layout.prepared, split_name, reports_dir, reports_dir)
+        ds = build_audit_dataset(cfg.layout.prepared, split_name, reports_dir, reports_dir, say=say)
     else:
-        ds = build_browse_dataset(cfg.layout.prepared, split_name, reports_dir)
+        ds = build_browse_dataset(cfg.layout.prepared, split_name, reports_dir, say=say)
     # An audit of a split `ssd evaluate` did not score has no F1 threshold: the whole dataset.
     threshold = ds.info.get("confidence_threshold")
     return Browse(
@@ -506,8 +527,8 @@ def serve_app(
     lines = [f"FiftyOne App: {url}  (Ctrl-C to stop)"]
     if result.confidence_threshold is not None:
         lines.append(
-            f"it opens on predictions with confidence >= {result.confidence_threshold:.2f}, "
-            "every prediction is in the dataset itself"
+            f"it opens on predictions with confidence >= {result.confidence_threshold:.2f} "
+            "(the evaluation's F1-optimal threshold); the dataset itself holds every loaded one"
         )
     if opened is not None:
         opened(lines)
