@@ -38,6 +38,7 @@ from machine import machine, write_report
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
 import ssd.train.loop as ssd_train
+import ssd.train.optim as ssd_optim
 from ssd.config import load_config
 from ssd.data.prepare import prepare_dataset
 from ssd.data.prepared import PreparedSplit
@@ -183,7 +184,8 @@ def train_torchvision(cfg: Any, test: PreparedSplit, recipe: str) -> list[dict[s
         lr, momentum, decay = 0.15 * t.batch_size / 192, 0.9, 4e-5
         warmup = min(1000, data.steps_per_epoch - 1)
     else:  # the params file's: what ssd train uses for ours
-        lr, momentum, decay, warmup = t.lr, t.momentum, t.weight_decay, t.warmup_steps
+        lr, momentum, decay = t.lr, t.momentum, t.weight_decay
+        warmup = ssd_optim.warmup_steps(t, steps)
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay)
 
     def factor(step: int) -> float:

@@ -11,9 +11,11 @@ included) into the run's log, and ends with a markdown artifact: the headline me
 size, the TIDE errors, the registry decision and where to look next.
 
 With ``set_params`` (``["train.lr=0.01"]``) the flow is a DVC experiment: the values are
-validated, written to ``params.yaml`` (comments kept), the stages run, and ``dvc exp save``
-records the result as an experiment (``dvc exp show`` lists it; ``git checkout params.yaml
-dvc.lock && dvc checkout`` returns to the baseline, restored from DVC's cache).
+validated, written to ``params.yaml`` (comments kept), the stages run, ``dvc exp save``
+records the result as an experiment (``dvc exp show`` lists it), and the workspace goes
+back to where it was: its own ``params.yaml`` and ``dvc.lock``, and their outputs restored
+from DVC's cache (``dvc checkout``), whether the run succeeded or failed; ``dvc exp apply
+<name>`` adopts the experiment.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _stream(cmd: list[str], cwd: Path) -> None:
-    """Run ``cmd`` in ``cwd``, every output line into the Prefect log; raise on failure."""
+def _stream(cmd: list[str], cwd: Path) -> list[str]:
+    """Run ``cmd`` in ``cwd``, every output line into the Prefect log (and returned);
+    raise on failure."""
     logger = get_run_logger()
     logger.info("running %s in %s", " ".join(cmd), cwd)
     env = {
@@ -56,14 +59,18 @@ def _stream(cmd: list[str], cwd: Path) -> None:
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
+    lines = []
     for line in proc.stdout:
         if line.strip():
             logger.info(line.rstrip())
+            lines.append(line.rstrip())
     if proc.wait() != 0:
         raise RuntimeError(
             f"`{' '.join(cmd)}` failed (exit {proc.returncode}); its output is in the log above. "
-            "Earlier stages' outputs are kept: retry the run to continue from this stage."
+            "The stages that finished are kept (dvc.lock, DVC's run cache): a retry does "
+            "not run them again."
         )
+    return lines
 
 
 def _stage_task(stage: str) -> Any:
@@ -98,6 +105,10 @@ def set_params_task(project_dir: str, set_params: list[str]) -> list[str]:
         raise ValueError(str(err)) from None
     ryaml = YAML()
     ryaml.preserve_quotes = True
+    # null stays null (ruamel writes an empty value), as the user wrote it
+    ryaml.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     data = ryaml.load(path.read_text()) or {}
     for parts, value in parsed:
         node = data
@@ -111,9 +122,42 @@ def set_params_task(project_dir: str, set_params: list[str]) -> list[str]:
 
 
 @task(name="save-experiment", task_run_name="dvc exp save")
-def save_experiment_task(project_dir: str, name: str | None) -> None:
-    """Record the workspace (params, dvc.lock, metrics) as a DVC experiment."""
-    _stream([_bin("dvc"), "exp", "save", *(["--name", name] if name else [])], Path(project_dir))
+def save_experiment_task(project_dir: str, name: str | None) -> str | None:
+    """Record the workspace (params, dvc.lock, metrics) as a DVC experiment; its name."""
+    out = _stream(
+        [_bin("dvc"), "exp", "save", *(["--name", name] if name else [])], Path(project_dir)
+    )
+    saved = [line.rsplit(":", 1)[1].strip() for line in out if "saved as:" in line]
+    return saved[-1] if saved else name
+
+
+# The files an experiment run changes in the workspace; the outputs follow dvc.lock.
+WORKSPACE_FILES = ("params.yaml", "dvc.lock")
+
+
+@task(name="restore-workspace", task_run_name="restore workspace")
+def restore_workspace_task(
+    project_dir: str, saved: dict[str, str | None], experiment: str | None
+) -> None:
+    """Put back the workspace's own params.yaml and dvc.lock, and their outputs from DVC's
+    cache (``dvc checkout``): an experiment never moves the user's workspace."""
+    root, logger = Path(project_dir), get_run_logger()
+    for name, text in saved.items():
+        if text is not None:
+            (root / name).write_text(text)
+    if saved.get("dvc.lock") is None:
+        logger.warning(
+            "params.yaml is back as it was; there was no dvc.lock before this run, so the "
+            "outputs in the workspace are the experiment's"
+        )
+        return
+    _stream([_bin("dvc"), "checkout"], root)
+    adopt = f"; adopt it with `dvc exp apply {experiment}`" if experiment else ""
+    logger.info(
+        "workspace back on its own params.yaml and dvc.lock, their outputs restored from "
+        "DVC's cache; the experiment is in `dvc exp show`%s",
+        adopt,
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -142,18 +186,22 @@ def summary_task(project_dir: str) -> dict[str, Any]:
     registry decision and where to look next."""
     import json
 
+    from ssd.evaluation.score import weak_model_note
+
     root = Path(project_dir)
     cfg = load_config(root / "params.yaml")
     reports = root / cfg.layout.reports
-    metrics = json.loads((reports / "metrics.json").read_text())
-    detail = json.loads((reports / "evaluation.json").read_text())
+    metrics = json.loads((reports / "evaluation.json").read_text())  # every figure
     registry_file = reports / "registry.json"
     registry = json.loads(registry_file.read_text()) if registry_file.is_file() else {}
-    dap = detail.get("errors", {}).get("dap", {})
+    dap = metrics.get("errors", {}).get("dap", {})
+    weak = weak_model_note(metrics.get("map50"))
     lines = [
-        f"# SSD pipeline: {cfg.data.name}, {detail.get('split', '?')} split",
+        f"# SSD pipeline: {cfg.data.name}, {metrics.get('split', '?')} split",
         "",
-        "| COCO AP | AP50 | AP75 | VOC07 mAP@0.5 | F1 (threshold) |",
+        *([f"**Note**: {weak}.", ""] if weak else []),
+        # no "@" in the headers: markdown renderers make "mAP@0.5" a mailto: link
+        "| COCO AP | AP50 | AP75 | VOC07 AP50 | F1 (threshold) |",
         "|---|---|---|---|---|",
         f"| {_fmt(metrics.get('map'))} | {_fmt(metrics.get('map50'))} | "
         f"{_fmt(metrics.get('map75'))} | {_fmt(metrics.get('voc07_map50'))} | "
@@ -196,14 +244,26 @@ def ssd_pipeline(
     experiment_name: str | None = None,
 ) -> dict[str, Any]:
     """prepare -> train -> evaluate -> register -> audit, each its DVC stage; ``set_params`` like
-    ``["train.epochs=5"]`` makes the run a DVC experiment (named ``experiment_name``)."""
-    if set_params:
+    ``["train.epochs=5"]`` makes the run a DVC experiment (named ``experiment_name``), after
+    which the workspace is restored as it was."""
+    if not set_params:
+        for stage in STAGES:
+            STAGE_TASKS[stage](project_dir, force)
+        return dict(summary_task(project_dir))
+    root = Path(project_dir)
+    saved = {
+        name: (root / name).read_text() if (root / name).is_file() else None
+        for name in WORKSPACE_FILES
+    }
+    name = experiment_name
+    try:
         set_params_task(project_dir, list(set_params))
-    for stage in STAGES:
-        STAGE_TASKS[stage](project_dir, force)
-    if set_params:
-        save_experiment_task(project_dir, experiment_name)
-    result: dict[str, Any] = summary_task(project_dir)
+        for stage in STAGES:
+            STAGE_TASKS[stage](project_dir, force)
+        name = save_experiment_task(project_dir, experiment_name)
+        result: dict[str, Any] = summary_task(project_dir)  # the experiment's reports
+    finally:
+        restore_workspace_task(project_dir, saved, name)
     return result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from prefect.runner import Runner
@@ -58,7 +59,37 @@ class ServeRunner(Runner):
             )
 
 
+def server_problem(api_url: str | None, timeout: float = 5.0) -> str | None:
+    """Why serving cannot start, in one line, or None: the Prefect server at ``api_url``
+    must answer its health check (``make prefect-server`` starts one)."""
+    import urllib.error
+    import urllib.request
+
+    if not api_url:
+        return (
+            "PREFECT_API_URL is not set; start a server with `make prefect-server` (another "
+            "terminal), then `make serve` (it sets PREFECT_API_URL)"
+        )
+    try:
+        with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return (
+            f"no Prefect server answers at {api_url} ({reason}); start it with "
+            "`make prefect-server` in another terminal, then run `make serve` again"
+        )
+
+
 def main() -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    problem = server_problem(PREFECT_API_URL.value())
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(1)
     runner = ServeRunner(pause_on_shutdown=True)
     for name, flow in DEPLOYMENTS.items():
         runner.add_deployment(flow.to_deployment(name=name))

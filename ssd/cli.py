@@ -234,7 +234,10 @@ def suggest_priors_command(
     split: Annotated[str, typer.Option("--split", help="split to fit on")] = "train",
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="folder for suggested_priors.json (default: reports/<name>)"),
+        typer.Option(
+            "--out",
+            help="folder for suggested_priors.json and .png (default: reports/<name>/priors)",
+        ),
     ] = None,
 ) -> None:
     """Fit default-box scales and aspect ratios to the training boxes; show the coverage gain."""
@@ -244,7 +247,7 @@ def suggest_priors_command(
     from ssd.evaluation.suggest import suggestion_lines
 
     typer.echo("\n".join(suggestion_lines(report)))
-    typer.echo(f"wrote {out or cfg.layout.reports}/suggested_priors.json")
+    typer.echo(f"wrote {out or cfg.layout.suggested_priors}/suggested_priors.json")
 
 
 # ----------------------------------------------------------------------------- inference
@@ -313,7 +316,8 @@ def export_cmd(
         Path | None,
         typer.Option(
             "--out",
-            help="file to write (default: model.onnx / model.torchscript.pt next to the detector)",
+            help="file to write (default: exports/<data.name>/model.onnx or .pt for the "
+            "configured detector, else named after --model)",
         ),
     ] = None,
     params: ParamsOpt = Path("params.yaml"),
@@ -397,7 +401,7 @@ def browse(
     """
     cfg = get_config(params, set_)
     with reported():
-        result = stages.browse(cfg, split, reports)
+        result = stages.browse(cfg, split, reports, say=typer.echo)
     typer.echo("\n".join(result.lines()))
     if not no_launch:
         stages.serve_app(result, address, port, lambda lines: typer.echo("\n".join(lines)))

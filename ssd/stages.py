@@ -53,10 +53,17 @@ def _one_source(model: str | Path | None, detections: str | Path | None) -> None
 
 
 def info(cfg: Config) -> dict[str, Any]:
-    """``ssd info``: the configured model's feature maps, default boxes and parameters."""
+    """``ssd info``: the configured model's feature maps, default boxes and parameters, for
+    the classes of the prepared dataset when there is one (what ``ssd train`` builds)."""
     from ssd.model.builder import describe_model
 
-    return describe_model(cfg.model)
+    classes = None
+    try:
+        names = json.loads((cfg.layout.prepared / "classes.json").read_text(encoding="utf-8"))
+        classes = len(names) if isinstance(names, list) and names else None
+    except (OSError, ValueError):
+        pass  # not prepared yet: model.num_classes, or the builder's default
+    return describe_model(cfg.model, cfg.model.num_classes or classes)
 
 
 # ----------------------------------------------------------------------------- data
@@ -152,10 +159,18 @@ def _train(cfg: Config, resume: bool, progress: bool) -> TrainResult:
             if tracker is not None:
                 run_file.write_text(json.dumps({"run_id": tracker.run_id}) + "\n", "utf-8")
                 try:
-                    from ssd.integrations.mlflow_model import log_detector_model
+                    from ssd.integrations.mlflow_model import TRAINED, log_detector_model
 
                     example = PreparedSplit.load(cfg.layout.prepared, "train").example_image()
-                    uri = log_detector_model(result.model_dir, example)
+                    uri = log_detector_model(
+                        result.model_dir,
+                        example,
+                        name=TRAINED,
+                        tags={
+                            "ssd.note": "as trained, default postprocess settings; "
+                            "`ssd register` registers the logged model 'registered'"
+                        },
+                    )
                     log.info("MLflow model: %s", uri)
                 except Exception as err:  # tracking must not fail a training
                     log.warning("could not log the MLflow model: %s", err)
@@ -254,7 +269,9 @@ def suggest_priors(
     from ssd.evaluation.suggest import suggest_priors as fit
 
     try:
-        return fit(cfg.model, cfg.layout.prepared, out_dir or cfg.layout.reports, fit_split=split)
+        return fit(
+            cfg.model, cfg.layout.prepared, out_dir or cfg.layout.suggested_priors, fit_split=split
+        )
     except ValueError as err:
         if isinstance(err, SSDError):
             raise
@@ -314,7 +331,7 @@ def _register(cfg: Config) -> dict[str, Any]:
         tracking_uri=t.tracking_uri,
         experiment=t.experiment,
         model_name=cfg.registered_model_name,
-        policy=Policy(t.champion_metric, t.champion_min_delta, t.register_min),
+        policy=Policy(t.champion_metric, t.champion_min_delta, t.register_min, t.champion_min),
         postprocess=postprocess,
     )
 
@@ -362,9 +379,11 @@ def detect(
     settings = cfg.postprocess.model_copy(update={"detect_score_threshold": threshold})
     try:
         detector = load_detector(path, device, settings)
-        return detect_paths(
+        found = detect_paths(
             detector, inputs, out, batch_size=batch_size, draw=draw, fmt=fmt, progress=progress
         )
+        f1 = isinstance(cfg.postprocess.detect_score_threshold, str)
+        return found | {"threshold_from": str(cfg.layout.metrics) if f1 else None}
     except (ValueError, RuntimeError, OSError) as err:  # an unknown device, an unwritable --out
         if isinstance(err, SSDError):
             raise
@@ -375,10 +394,19 @@ def export(
     cfg: Config, model: str | Path, fmt: Literal["onnx", "torchscript"], out: Path | None
 ) -> Path:
     """``ssd export``: network + box decoding to ONNX or TorchScript, with the class names,
-    input size and ``postprocess`` settings as metadata."""
+    input size and ``postprocess`` settings as metadata; by default into
+    ``exports/<data.name>/`` (``model.onnx`` for the configured detector, else named after
+    ``model``), outside every DVC stage's outputs."""
     from ssd.infer.export import export_detector
 
     path = resolve_model(cfg, model)
+    if out is None:
+        given = Path(str(model))
+        if given.suffix == ".safetensors":
+            given = given.parent
+        same = given.resolve() == cfg.layout.detector.resolve()
+        stem = "model" if same else "".join(c if c.isalnum() else "-" for c in str(model))
+        out = cfg.layout.exports / (stem.strip("-") + (".onnx" if fmt == "onnx" else ".pt"))
     try:
         return export_detector(path, fmt, out, cfg.postprocess)
     except OSError as err:  # an unwritable --out
@@ -448,7 +476,13 @@ class Browse:
     def lines(self) -> list[str]:
         ds = self.dataset
         errors = ", ".join(f"{k} {v}" for k, v in self.error_counts.items())
-        lines = [f"dataset {ds.name}: {len(ds)} images; errors {errors}"]
+        floor = ds.info.get("min_confidence")
+        left_out = ds.info.get("predictions_left_out") or 0
+        loaded = f"predictions scoring >= {floor:g}" if floor is not None else "predictions"
+        lines = [
+            f"dataset {ds.name}: {len(ds)} images, {ds.count('predictions.detections')} "
+            f"{loaded} ({left_out} lower ones left out); their errors: {errors}"
+        ]
         if self.audit_counts is not None:
             lines.append(
                 "label audit: "
@@ -458,10 +492,16 @@ class Browse:
         return [*lines, "saved views: " + ", ".join(self.saved_views)]
 
 
-def browse(cfg: Config, split: str | None = None, reports: Path | None = None) -> Browse:
+def browse(
+    cfg: Config,
+    split: str | None = None,
+    reports: Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Browse:
     """``ssd browse``: build or update the FiftyOne dataset ``ssd-<data.name>-<split>`` from
     the prepared split and the reports of ``ssd evaluate`` (and of ``ssd audit``, when it
-    audited this split: its suspects, with the review tags kept)."""
+    audited this split: its suspects, with the review tags kept); ``say`` is told each
+    step."""
     from ssd.audit.report import audited_split
     from ssd.integrations.env import configure_offline_defaults
 
@@ -476,9 +516,9 @@ def browse(cfg: Config, split: str | None = None, reports: Path | None = None) -
     split_name = _split(split, cfg.evaluate.split)
     reports_dir = reports or cfg.layout.reports
     if audited_split(reports_dir) == split_name:  # `ssd audit` ran on this split
-        ds = build_audit_dataset(cfg.layout.prepared, split_name, reports_dir, reports_dir)
+        ds = build_audit_dataset(cfg.layout.prepared, split_name, reports_dir, reports_dir, say=say)
     else:
-        ds = build_browse_dataset(cfg.layout.prepared, split_name, reports_dir)
+        ds = build_browse_dataset(cfg.layout.prepared, split_name, reports_dir, say=say)
     # An audit of a split `ssd evaluate` did not score has no F1 threshold: the whole dataset.
     threshold = ds.info.get("confidence_threshold")
     return Browse(
@@ -503,8 +543,8 @@ def serve_app(
     lines = [f"FiftyOne App: {url}  (Ctrl-C to stop)"]
     if result.confidence_threshold is not None:
         lines.append(
-            f"it opens on predictions with confidence >= {result.confidence_threshold:.2f}, "
-            "every prediction is in the dataset itself"
+            f"it opens on predictions with confidence >= {result.confidence_threshold:.2f} "
+            "(the evaluation's F1-optimal threshold); the dataset itself holds every loaded one"
         )
     if opened is not None:
         opened(lines)
@@ -601,6 +641,7 @@ def audit_export(
 def summary(cfg: Config) -> list[str]:
     """``ssd summary``: the headline figures of the last pipeline run, one screen."""
     from ssd.evaluation.report import headline_line
+    from ssd.evaluation.score import weak_model_note
 
     reports = cfg.layout.reports
     if not cfg.layout.evaluation.is_file():
@@ -608,6 +649,9 @@ def summary(cfg: Config) -> list[str]:
     metrics = json.loads(cfg.layout.evaluation.read_text())
     lines = [f"dataset {cfg.data.name}, split {metrics.get('split', cfg.evaluate.split)}:"]
     lines.append("  " + headline_line(metrics))
+    weak = weak_model_note(metrics.get("map50"))
+    if weak is not None:
+        lines.append(f"  note: {weak}")
     dap = metrics.get("errors", {}).get("dap", {})
     if dap:
         lines.append("  TIDE dAP50: " + "  ".join(f"{k} {100 * v:.1f}" for k, v in dap.items()))

@@ -65,6 +65,35 @@ def test_info_table_is_readable() -> None:
     assert "num_priors" in result.output and str(expected) in result.output
 
 
+def test_info_counts_the_classes_of_the_prepared_dataset(tmp_path) -> None:
+    """A prepared 6-class dataset: ssd info describes the 6-class model ssd train builds."""
+    prepared = tmp_path / "prepared" / "six"
+    prepared.mkdir(parents=True)
+    (prepared / "classes.json").write_text(json.dumps([f"c{i}" for i in range(6)]))
+    sets = ["--set", "data.name=six", "--set", f"data.prepared_root={tmp_path / 'prepared'}"]
+    result = runner.invoke(app, ["info", "--json", *sets])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["num_classes"] == 6
+    fixed = runner.invoke(app, ["info", "--json", *sets, "--set", "model.num_classes=3"])
+    assert json.loads(fixed.output)["num_classes"] == 3  # the config's value wins
+
+
+def test_every_help_text_is_printed_whole() -> None:
+    """Rich markup eats "[x,y,w,h]" in a help text (it printed "bbox: , score"): every
+    option's help reaches the screen word for word."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        shown = " ".join(
+            runner.invoke(app, [name, "--help"], env={"COLUMNS": "400"}).output.split()
+        ).replace("│", " ")
+        shown = " ".join(shown.split())
+        for param in command.params:
+            text = " ".join((getattr(param, "help", None) or "").split())
+            assert text in shown, (name, param.name, text)
+
+
 def test_keys_of_the_old_layout_stop_with_their_new_place(tmp_path) -> None:
     p = tmp_path / "params.yaml"
     p.write_text(

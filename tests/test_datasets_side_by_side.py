@@ -80,7 +80,7 @@ def test_two_datasets_train_and_evaluate_side_by_side(tmp_path: Path, monkeypatc
     for name in ("a", "b"):
         assert (tmp_path / "models" / name / "ssd" / "model.safetensors").is_file()
         assert (tmp_path / "models" / name / "checkpoints" / "latest.json").is_file()
-        assert (tmp_path / "reports" / name / "suggested_priors.json").is_file()
+        assert (tmp_path / "reports" / name / "priors" / "suggested_priors.json").is_file()
         metrics = json.loads((tmp_path / "reports" / name / "evaluation.json").read_text())
         assert metrics["dataset"] == f"data/prepared/{name}"
         samples = list((tmp_path / "reports" / name / "samples").iterdir())

@@ -1,7 +1,9 @@
 """The pipeline as users run it: `dvc repro`, a Prefect deployment run, the MLflow registry.
 
 A tiny project (12 synthetic images, 2 training steps) is built in a temp folder with this
-repo's dvc.yaml and code, then driven with the real dvc, prefect and mlflow.
+repo's dvc.yaml and code, then driven with the real dvc, prefect and mlflow, as the README
+says: `.venv/bin/dvc ...` from a shell whose PATH lacks the venv (the project's `.venv` is a
+link to the venv running the tests).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+DVC = ".venv/bin/dvc"  # as the README writes it, run in the project
+SHELL_PATH = "/usr/local/bin:/usr/bin:/bin"  # a login shell's PATH: no venv on it
 
 TINY = {
     "data": {"num_images": 12, "image_size": 128},
@@ -37,14 +41,14 @@ TINY = {
         "log_every": 1,  # a point per step on the training curves
     },
     "evaluate": {"sample_images": 2},
-    "tracking": {"register_min": 0.0},  # the 2-step model's mAP is below the default 0.01
+    "tracking": {"register_min": 0.0, "champion_min": 0.0},  # a 2-step model is weak
 }
 
 
 def _env(project: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": SHELL_PATH,
         "OMP_NUM_THREADS": "1",
         "PREFECT_HOME": str(project / ".prefect"),
         "DO_NOT_TRACK": "true",
@@ -53,6 +57,33 @@ def _env(project: Path) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "GIT_TERMINAL_PROMPT": "0",
     }
+
+
+def _terminal(cmd: list[str], project: Path, columns: int) -> str:
+    """The output of ``cmd`` run in a terminal ``columns`` wide (a pty), colours removed."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = _env(project) | {"COLUMNS": str(columns)}
+    proc = subprocess.Popen(cmd, cwd=project, env=env, stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(main)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
 
 
 def run(cmd: list[str], project: Path, timeout: int = 600) -> str:
@@ -76,6 +107,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # a test can edit a file and see which stages DVC reruns
     shutil.copytree(REPO / "ssd", root / "ssd", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "data", root / "data")  # data/raw/synthetic: prepare's source dep
+    shutil.copytree(REPO / "bin", root / "bin")  # bin/ssd: what the stages run
     params = yaml.safe_load((REPO / "params.yaml").read_text())  # as a user edits it
     for section, values in TINY.items():
         params[section].update(values)
@@ -88,12 +120,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(["git", "config", "user.email", "tests@example.invalid"], root)
     run([*git, "add", "-A"], root)
     run([*git, "commit", "-qm", "tiny project"], root)
+    (root / ".venv").symlink_to(BIN.parent)  # what `make setup` makes; git-ignored
     return root
 
 
 @pytest.fixture(scope="module")
 def first_repro(project: Path) -> str:
-    return run([str(BIN / "dvc"), "repro"], project)
+    return run([DVC, "repro"], project)
 
 
 def test_dvc_repro_runs_every_stage_and_registers_a_champion(
@@ -122,21 +155,57 @@ def test_dvc_repro_runs_every_stage_and_registers_a_champion(
     audit = json.loads((project / "reports" / "synthetic" / "audit.json").read_text())
     assert audit["split"] == "test" and audit["postprocess"]["score_threshold"] == 0.01
     assert (project / "dvc.lock").is_file()
-    show = run([str(BIN / "dvc"), "metrics", "show"], project)
+    show = run([DVC, "metrics", "show"], project)
     assert "reports/synthetic/metrics.json" in show
+    summary = run([".venv/bin/ssd", "summary"], project)
+    assert "note: AP50 0.0" in summary and "too weak" in summary  # a 2-step model
+
+
+def test_stage_commands_need_no_venv_on_path(project: Path, first_repro: str) -> None:
+    """The README's `.venv/bin/dvc repro` from a shell whose PATH lacks the venv: the stages
+    run `bin/ssd`, which finds the project's .venv (first_repro ran them so)."""
+    path = _env(project)["PATH"]
+    assert shutil.which("ssd", path=path) is None and shutil.which("dvc", path=path) is None
+    assert "Running stage 'train'" in first_repro and "> bin/ssd train" in first_repro
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    assert all(stage["cmd"].startswith("bin/ssd ") for stage in stages.values())
+
+
+def test_side_products_stay_out_of_stage_outputs_and_out_of_git(
+    project: Path, first_repro: str
+) -> None:
+    """ssd export, suggest-priors and detect write where no stage does: DVC sees nothing
+    changed (dvc pull / checkout would refuse to replace a changed output) and git nothing
+    new to commit."""
+    ssd = ".venv/bin/ssd"
+    out = run([ssd, "export", "--model", "models/synthetic/ssd"], project)
+    assert "wrote exports/synthetic/model.onnx" in out
+    run([ssd, "suggest-priors"], project)
+    assert (project / "reports/synthetic/priors/suggested_priors.png").is_file()
+    images = sorted((project / "data/prepared/synthetic/images").iterdir())[:2]
+    detect = [ssd, "detect", *map(str, images), "--model", "models/synthetic/ssd"]
+    out = run([*detect, "--score-threshold", "f1"], project)
+    f1 = json.loads((project / "reports/synthetic/metrics.json").read_text())["f1_threshold"]
+    assert (
+        f"kept detections scoring >= {max(f1, 0.01):.3f} (the F1-optimal threshold of "
+        "reports/synthetic/metrics.json)" in out
+    )
+    assert json.loads(run([DVC, "status", "--json"], project)) == {}
+    untracked = run(["git", "status", "--porcelain", "--untracked-files=all"], project)
+    assert not [line for line in untracked.splitlines() if line.startswith("??")], untracked
 
 
 def test_second_repro_does_nothing_and_a_train_param_reruns_only_downstream(
     project: Path, first_repro: str
 ) -> None:
-    again = run([str(BIN / "dvc"), "repro"], project)
+    again = run([DVC, "repro"], project)
     assert "Data and pipelines are up to date" in again
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["seed"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    diff = run([str(BIN / "dvc"), "params", "diff"], project)
+    diff = run([DVC, "params", "diff"], project)
     assert "train.seed" in diff
-    out = run([str(BIN / "dvc"), "repro"], project)
+    out = run([DVC, "repro"], project)
     assert "Stage 'prepare' didn't change, skipping" in out
     assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
     registry = json.loads((project / "reports" / "synthetic" / "registry.json").read_text())
@@ -152,7 +221,7 @@ def _sha(path: Path) -> str:
 def _experiments(project: Path) -> dict[str, dict]:
     """``dvc exp show --json``: experiment name -> its metrics (reports/synthetic/metrics.json)."""
     out: dict[str, dict] = {}
-    for commit in json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], project)):
+    for commit in json.loads(run([DVC, "exp", "show", "--json"], project)):
         for exp in commit.get("experiments") or []:
             for rev in exp.get("revs", []):
                 data = rev.get("data", {})
@@ -164,7 +233,7 @@ def _experiments(project: Path) -> dict[str, dict]:
 def test_an_experiment_round_trips_to_the_baseline_without_retraining(
     project: Path, first_repro: str
 ) -> None:
-    dvc = str(BIN / "dvc")
+    dvc = DVC
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run([*git, "add", "-A"], project)
     run([*git, "commit", "-qm", "baseline"], project)  # what the README says after make run
@@ -190,26 +259,55 @@ def test_an_experiment_round_trips_to_the_baseline_without_retraining(
     assert _sha(model) == baseline
 
 
-def test_a_queued_sweep_runs_every_point_and_dvc_exp_show_compares_them(
+def test_a_queued_sweep_runs_every_point_and_keeps_its_mlflow_runs(
     project: Path, first_repro: str
 ) -> None:
-    dvc = str(BIN / "dvc")
-    run([dvc, "exp", "run", "--queue", "--set-param", "train.lr=0.01,0.03"], project)
-    run([dvc, "queue", "start", "--jobs", "1"], project)
+    """DVC runs queued experiments in temporary copies under .dvc/tmp/exps/, deleted after:
+    their MLflow runs and registered versions must land in the project's mlflow.db."""
+    from mlflow import MlflowClient
+
+    run([DVC, "exp", "run", "--queue", "--set-param", "train.lr=0.01,0.03"], project)
+    # DVC starts its queue worker as `dvc` from PATH (dvc_task's ManagedProcess), so the
+    # README starts the queue from the activated venv
+    run(["bash", "-c", "source .venv/bin/activate && dvc queue start --jobs 1"], project)
     deadline = time.time() + 400
     while time.time() < deadline:
-        status = run([dvc, "queue", "status"], project)
+        status = run([DVC, "queue", "status"], project)
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(3)
-    assert "Failed" not in status, status + run([dvc, "queue", "logs", "--help"], project)
+    assert "Failed" not in status, status
     swept = {
         name: m
         for name, m in _experiments(project).items()
         if name not in ("seed7", "seed2") and "map" in m
     }
     assert len(swept) >= 2, (status, _experiments(project))
-    run([dvc, "queue", "stop"], project)
+    run([DVC, "queue", "stop"], project)
+
+    # The table a person reads: the evaluation's headline leads (map first), and with
+    # --only-changed it fits an 85-column terminal. (--keep: these 2-step models may all
+    # score alike, and --only-changed would drop a map column that does not vary.)
+    header = run([DVC, "exp", "show", "--csv"], project).splitlines()[0].split(",")
+    assert header[header.index("Executor") + 1 :][:2] == ["map", "map50"], header
+    table = _terminal(
+        [DVC, "exp", "show", "--no-pager", "--only-changed", "--keep", "^map$"], project, 85
+    )
+    lines = [line for line in table.splitlines() if line.strip()]
+    assert max(len(line) for line in lines) <= 85, table
+    assert " map " in lines[1], table  # the headline column; later ones fold into "…"
+    metrics = run([DVC, "metrics", "show"], project).splitlines()
+    assert len(metrics) == 3 and max(map(len, metrics)) < 120, metrics  # two short rows
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "ssd"]
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert Path(experiment.artifact_location.removeprefix("file://")) == project / "mlruns"
+    runs = client.search_runs([experiment.experiment_id], "params.`train.lr` = '0.03'")
+    assert [r.info.status for r in runs] == ["FINISHED"], runs
+    versions = client.search_model_versions("name='ssd-synthetic'")
+    assert runs[0].info.run_id in {v.run_id for v in versions}  # registered from the queue
+    assert not list((project / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
 
 
 def test_dvc_plots_page_renders_offline_in_a_real_browser(
@@ -221,7 +319,7 @@ def test_dvc_plots_page_renders_offline_in_a_real_browser(
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "plots"
-    run([str(BIN / "dvc"), "plots", "show", "--out", str(out)], project)
+    run([DVC, "plots", "show", "--out", str(out)], project)
     asked: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -284,7 +382,7 @@ def test_a_change_marks_exactly_the_stages_that_read_it(
             section, key = what.split(".")
             params[section][key] = value
             params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        status = json.loads(run([str(BIN / "dvc"), "status", "--json"], project))
+        status = json.loads(run([DVC, "status", "--json"], project))
     finally:
         params_file.write_text(before)
         if code_before is not None:
@@ -355,6 +453,9 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
                 stderr=subprocess.STDOUT,
             )
             lock_before = (project / "dvc.lock").read_text()
+            params_before = (project / "params.yaml").read_text()
+            model = project / "models" / "synthetic" / "ssd" / "model.safetensors"
+            model_before = _sha(model)
             deadline = time.time() + 120
             while True:  # wait until serve has registered the deployment
                 p = subprocess.run(
@@ -407,6 +508,7 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
                 "dvc repro audit",
                 "dvc exp save",
                 "summary",
+                "restore workspace",
             ]
             assert {t["state_type"] for t in tasks} == {"COMPLETED"}
             # the markdown artifact says what the run gave and why the model fails
@@ -420,17 +522,22 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
                 "Registry",
                 "make browse",
                 "Label audit",
+                "too weak",  # a 2-step model: its TIDE errors and audit mean nothing
             ):
                 assert needle in artifact["data"], needle
+            assert "@" not in artifact["data"]  # "mAP@0.5" rendered as a mailto: link
             # training progress reached the log
             assert "epoch 1:" in (project / "serve.log").read_text()
 
-            lock_after = (project / "dvc.lock").read_text()
-            assert lock_after != lock_before  # the deployment run is recorded by DVC
-            status = run([str(BIN / "dvc"), "status"], project)
-            assert "up to date" in status.lower()
-            exps = run([str(BIN / "dvc"), "exp", "show", "--json"], project)
-            assert '"seed2"' in exps  # recorded as a DVC experiment
+            # recorded as a DVC experiment, and the workspace is where it was: its params,
+            # lock and outputs (the experiment's trained model is not left in place)
+            exps = run([DVC, "exp", "show", "--json"], project)
+            assert '"seed2"' in exps
+            assert (project / "dvc.lock").read_text() == lock_before
+            assert (project / "params.yaml").read_text() == params_before
+            assert _sha(model) == model_before
+            assert "up to date" in run([DVC, "status"], project).lower()
+            assert "dvc exp apply seed2" in (project / "serve.log").read_text()
 
             served.send_signal(signal.SIGTERM)  # as docker stop / a process manager does
             assert served.wait(timeout=60) == 0
@@ -440,3 +547,19 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
             if served is not None:
                 _stop(served)
             _stop(server)
+
+
+def test_serve_without_a_server_says_so_in_one_line(tmp_path: Path) -> None:
+    """`make serve` before `make prefect-server`: one line naming it, not a traceback."""
+    env = _env(tmp_path) | {"PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api"}
+    p = subprocess.run(
+        [sys.executable, "-m", "pipelines.serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 1
+    lines = (p.stdout + p.stderr).strip().splitlines()
+    assert len(lines) == 1 and "make prefect-server" in lines[0], lines

@@ -54,6 +54,7 @@ def test_raw_folder_change_reruns_prepare_and_push_pull_restores_it(tmp_path: Pa
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     shutil.copytree(REPO / "ssd", root / "ssd", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "data", root / "data")
+    shutil.copytree(REPO / "bin", root / "bin")  # bin/ssd: what the stages run
     raw = good_voc(root / "data" / "raw" / "cells", n=8)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(name="cells", source="voc")

@@ -57,7 +57,9 @@ from ssd.data.images import ImageReadError, read_image
 from ssd.data.prepared import PreparedSplit
 from ssd.data.safety import DatasetRoot, UnsafePath
 from ssd.errors import DataError, EvaluationError
+from ssd.evaluation.coco import coco_evaluate
 from ssd.evaluation.inputs import check_detections
+from ssd.evaluation.score import weak_model_note
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,8 @@ def audit_to_json(result: AuditResult, prepared_dir: str | Path | None = None) -
         "num_rejected_detections": result.extra.get("rejected_detections", 0),
         "postprocess": result.extra.get("postprocess"),
         "num_suspects": len(result.suspects),
+        "model_ap50": result.extra.get("model_ap50"),
+        "note": weak_model_note(result.extra.get("model_ap50")),
         "counts": result.counts(),
         "kinds": KIND_DESCRIPTIONS,
         "suspects": [s.to_dict() for s in result.suspects],
@@ -303,6 +307,9 @@ def audit_summary(result: AuditResult, out_dir: str | Path | None = None, top: i
         f"{result.num_annotations} boxes, {result.num_detections} detections -> "
         f"{len(result.suspects)} suspects"
     ]
+    note = weak_model_note(result.extra.get("model_ap50"))
+    if note is not None:
+        lines.append(f"  note: {note}; these suspects are the model's mistakes, not the labels'")
     for kind in KINDS:
         lines.append(f"  {kind:<12} {counts[kind]:>6}  {KIND_DESCRIPTIONS[kind]}")
     for kind in KINDS:
@@ -351,6 +358,8 @@ def run_audit(
         log.warning("%d detections not used: %s", len(checked.rejected), checked.summary(3))
     result = audit_labels(split.dataset, checked.accepted, options, split=split.name)
     result.extra["rejected_detections"] = len(checked.rejected)
+    # how good the model is here, to say when it is too weak to audit anything
+    result.extra["model_ap50"] = coco_evaluate(split.dataset, checked.accepted).stats.get("map50")
     result.extra["postprocess"] = None if postprocess is None else postprocess.model_dump()
     write_audit_report(
         result,

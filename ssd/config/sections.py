@@ -382,10 +382,19 @@ class TrainConfig(_Section):
         description="multistep decay factor (paper: 0.1)",
         json_schema_extra=on_resume(SCHEDULE, optimizer=True),
     )
-    warmup_steps: int = Field(
-        100,
+    warmup_steps: int | None = Field(
+        None,
         ge=0,
-        description="linear warm-up steps",
+        description="linear warm-up steps; null = warmup_share of all training steps, so a "
+        "short run leaves warm-up too",
+        json_schema_extra=on_resume(SCHEDULE, optimizer=True),
+    )
+    warmup_share: float = Field(
+        0.16,
+        ge=0,
+        lt=1,
+        description="with warmup_steps null: the warm-up's share of all training steps "
+        "(0.16: 100 of the default job's 624, the fixed 100 it was tuned with)",
         json_schema_extra=on_resume(SCHEDULE, optimizer=True),
     )
     warmup_factor: float = Field(
@@ -639,6 +648,13 @@ class TrackingConfig(_Section):
         ge=0,
         description="versions whose champion_metric is below this are not registered "
         "(registry.json says so): a broken or untrained model never enters the registry",
+    )
+    champion_min: float = Field(
+        0.1,
+        ge=0,
+        description="the alias champion goes only to a version whose champion_metric reaches "
+        "this (COCO AP 0.1 is about AP50 0.2): a smoke run is registered, never the model "
+        "others load as @champion",
     )
 
 

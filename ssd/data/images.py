@@ -7,6 +7,8 @@
 - the pixel count in the file's header is checked *before* anything is decoded
   (:data:`MAX_PIXELS`): a 70-byte PNG claiming 60000x60000 pixels is refused, not allocated;
 - only the formats in :data:`FORMATS` are opened (Pillow, chosen by content, not by name);
+- a JPEG lacking only its end-of-image marker is read whole, as viewers show it (and
+  re-encoded when prepared); one cut inside its picture data is refused;
 - the EXIF orientation is applied: pixels (and sizes) are those of the displayed image;
 - every mode and bit depth becomes RGB uint8: 16-bit samples are scaled by 255/65535
   (the full range, as ``ToDtype(scale=True)`` does), float samples are taken as [0, 1],
@@ -81,6 +83,7 @@ class DecodedImage:
     format: str
     mode: str
     deep: bool = False  # more than 8 bits per sample in the file (Pillow may show 8)
+    repaired: bool = False  # a JPEG read with the end-of-image marker it lacked
 
     @property
     def size(self) -> tuple[int, int]:
@@ -96,6 +99,7 @@ class DecodedImage:
             and self.mode in PLAIN_MODES
             and not self.deep
             and self.orientation == 1
+            and not self.repaired
         )
 
 
@@ -206,8 +210,43 @@ def decode_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> De
         except FileNotFoundError:
             raise ImageReadError("file not found", CORRUPT) from None
         except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as err:
+            whole = _jpeg_lacking_only_its_end(source) if "truncated" in str(err) else None
+            if whole is not None:  # as every viewer shows it; re-encoded when prepared
+                decoded = decode_image(whole, max_pixels)
+                decoded.repaired = True
+                return decoded
             raise ImageReadError(f"cannot be decoded: {_first_line(err)}", CORRUPT) from None
     return DecodedImage(pixels, orientation, stored, fmt, mode, deep)
+
+
+JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+
+
+def _jpeg_lacking_only_its_end(source: str | Path | bytes) -> bytes | None:
+    """The JPEG's bytes with the end-of-image marker appended, when that marker is all the
+    file lacks (some cameras and uploads cut it; browsers and libjpeg show the image whole);
+    None for any other file, such as a JPEG cut inside its picture data.
+
+    libjpeg decodes the picture data missing after a marker as zero bits: if bytes inserted
+    before the added marker change no pixel, no picture data was missing.
+    """
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(JPEG_SOI) or data.rstrip(b"\x00").endswith(JPEG_EOI):
+        return None
+
+    def pixels(extra: bytes) -> bytes | None:
+        try:
+            with Image.open(io.BytesIO(data + extra + JPEG_EOI), formats=("JPEG",)) as im:
+                im.load()
+                return im.tobytes()
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+            return None
+
+    plain = pixels(b"")
+    return data + JPEG_EOI if plain is not None and plain == pixels(b"\xaa" * 64) else None
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:

@@ -2,11 +2,13 @@
 :class:`~ssd.evaluation.score.Evaluation`:
 
 * ``metrics.json`` – the headline figures for ``dvc metrics`` / ``dvc exp show``
-  (:data:`~ssd.evaluation.score.HEADLINE`): COCO AP, AP50, AP75, AP by size, AR@100, VOC07
-  and VOC2010+ mAP@0.5, the F1-optimal threshold with its F1, precision and recall, images/s.
-* ``evaluation.json`` – everything: those plus ``mar_*``, ``per_class``, ``errors`` (TIDE),
-  ``coverage``, the confusion matrix, ``rejected_detections`` and the post-processing
-  used. Fractions in [0, 1]; ``null`` where a metric is undefined (e.g. no large objects).
+  (:data:`~ssd.evaluation.score.HEADLINE`): COCO AP, AP50, AP75, the best F1 and its
+  score threshold.
+* ``evaluation.json`` – everything: those plus AP by size, AR, VOC07 and VOC2010+ mAP@0.5,
+  precision and recall at the F1 threshold, inference images/s, ``per_class``, ``errors``
+  (TIDE), ``coverage``, the confusion matrix, ``rejected_detections`` and the
+  post-processing used. Fractions in [0, 1]; ``null`` where a metric is undefined (e.g.
+  no large objects).
 * ``pr_curves.csv`` – DVC plots data: precision at COCO's 101 recall points (IoU 0.5),
   column ``precision`` (mean over classes) and ``precision_<class>`` per class;
   ``f1_curve.csv`` (threshold, precision, recall, f1) and ``confusion.csv`` (one row per

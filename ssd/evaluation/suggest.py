@@ -41,7 +41,7 @@ def suggest_priors(
     """Fit a prior layout to ``fit_split`` and compare coverage with the configured one.
 
     Returns (and writes to ``out_dir/suggested_priors.json``, with the plot
-    ``out_dir/plots/suggested_priors.png``, when given) ``{"current",
+    ``out_dir/suggested_priors.png``, when given) ``{"current",
     "suggested"}`` layouts with their prior counts and ``coverage[split] = {"current",
     "suggested"}`` summaries (:func:`ssd.evaluation.coverage.coverage_summary`).
     """
@@ -87,7 +87,7 @@ def suggest_priors(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
         if coverage:
-            plot_coverage_comparison(coverage, Path(out_dir) / "plots" / "suggested_priors.png")
+            plot_coverage_comparison(coverage, Path(out_dir) / "suggested_priors.png")
     return report
 
 

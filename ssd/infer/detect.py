@@ -245,8 +245,11 @@ def detect_paths(
 def summary_lines(summary: dict[str, Any], out: Path) -> list[str]:
     """What ``ssd detect`` prints of its summary (the skipped files go to stderr)."""
     speed = summary["images_per_second"]
+    source = summary.get("threshold_from")
     return [
         f"{summary['num_images']} images, {summary['num_detections']} detections, "
         f"{summary['num_skipped']} skipped" + (f" ({speed:.1f} images/s)" if speed else ""),
+        f"kept detections scoring >= {summary['score_threshold']:.3f}"
+        + (f" (the F1-optimal threshold of {source})" if source else ""),
         f"wrote {out / summary['detections_file']} and {out / 'summary.json'}",
     ]

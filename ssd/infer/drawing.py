@@ -2,10 +2,12 @@
 sample images and ``ssd show-augmentations``.
 
 Built on :func:`torchvision.utils.draw_bounding_boxes` in two passes: every box outline
-first, then every label (class and score) on a filled background of its box's colour,
-above the box (inside it at the image's top edge), in a TrueType font scaled to the image.
-Labels are drawn last and in increasing order (of score when given), so no outline
-crosses a label and where labels overlap the best one is on top.
+first, then every label (class and score) on a filled background of its box's colour, in a
+TrueType font scaled to the image. Each label goes above its box, or, where that leaves the
+image or covers a better-scoring label, just inside the box's top, below the box or inside
+its bottom (:func:`place_labels`), shifted left so it ends inside the image. Labels are
+drawn last and in increasing order (of score when given), so no outline crosses a label and
+where labels still overlap the best one is on top.
 """
 
 from __future__ import annotations
@@ -45,6 +47,44 @@ def _text_color(color: str) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "white"
 
 
+Rect = tuple[float, float, float, float]  # x1, y1, x2, y2
+
+
+def place_labels(
+    boxes: Sequence[Sequence[float]],
+    sizes: Sequence[tuple[float, float]],
+    image_size: tuple[int, int],
+    line: int,
+    order: Sequence[int],
+) -> list[Rect]:
+    """Where each label goes: ``[x1, y1, x2, y2]`` per box, for labels of ``sizes`` (w, h)
+    on ``boxes`` (x1, y1, x2, y2 pixels) in an image of ``image_size`` (height, width).
+
+    Labels are placed best first (``order`` is worst first): above the box, else inside its
+    top, below it, inside its bottom, the first of these inside the image that covers no
+    label placed before (else the first inside the image); each shifted left as far as
+    needed to end at the image's right edge.
+    """
+    height, width = image_size
+    placed: dict[int, Rect] = {}
+    for i in reversed(order):
+        x1, y1, _, y2 = boxes[i]
+        w, h = sizes[i]
+        x = max(0.0, min(x1 - line, width - w))
+        tries = [y1 - h - line, y1 + line, y2 + line, y2 - h - line]
+        inside = [y for y in tries if 0 <= y <= height - h] or [max(0.0, min(y1, height - h))]
+        free = [
+            y
+            for y in inside
+            if not any(
+                x < r[2] and r[0] < x + w and y < r[3] and r[1] < y + h for r in placed.values()
+            )
+        ]
+        y = (free or inside)[0]
+        placed[i] = (x, y, x + w, y + h)
+    return [placed[i] for i in range(len(boxes))]
+
+
 def draw_boxes(
     image: Tensor,
     boxes: Tensor,
@@ -69,15 +109,18 @@ def draw_boxes(
     line = max(1, round(max(height, width) / 300))
     size = int(min(48, max(10, round(min(height, width) / 30))))
     out = draw_bounding_boxes(image, boxes, colors=list(colors), width=line)
-    # The label sits on a zero-width box (nothing drawn) whose corner is where the text
-    # goes: above the box, or just inside it when there is no room above.
-    lift = size + 3 + line
-    anchors = boxes.clone()
-    top = boxes[:, 1] - lift
-    anchors[:, 1] = torch.where(top >= 0, top, boxes[:, 1]).clamp(min=0)
-    anchors[:, 0] = (boxes[:, 0] - line).clamp(min=0)
-    anchors[:, 3] = torch.maximum(anchors[:, 1], boxes[:, 3])
+    # The label sits on a zero-size box (nothing drawn) whose corner is where the text goes;
+    # torchvision fills the text's bounding box grown by 1 px, 1 px in from that corner.
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(font_file(), size)
+    sizes = []
+    for text in labels:
+        _, _, right, bottom = font.getbbox(text)
+        sizes.append((float(right + 3), float(bottom + 3)))
     order = sorted(range(len(boxes)), key=lambda i: scores[i] if scores is not None else i)
+    rects = place_labels(boxes.tolist(), sizes, (height, width), line, order)
+    anchors = torch.tensor([[r[0], r[1], r[0], r[1]] for r in rects])
     return draw_bounding_boxes(
         out,
         anchors[order],

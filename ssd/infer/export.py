@@ -238,22 +238,19 @@ def load_torchscript(
 def export_detector(
     detector_path: str | Path,
     fmt: ExportFormat,
-    out: str | Path | None = None,
+    out: str | Path,
     postprocess: PostprocessConfig | None = None,
 ) -> Path:
     """Export the detector saved at ``detector_path`` (see :mod:`ssd.model.weights`) to ``out``,
     with the inference settings ``postprocess`` (None: the paper's) in its metadata.
 
-    ``out`` defaults to ``<detector dir>/model.onnx`` or ``model.torchscript.pt``.
+    ``ssd export`` writes to ``exports/<data.name>/`` by default (:class:`ssd.config.Layout`),
+    never into the detector's folder, which is a DVC stage's output.
     """
 
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     model, cfg, names = load_model(detector_path)
-    if out is None:
-        base = Path(detector_path)
-        base = base.parent if base.suffix == ".safetensors" else base
-        out = base / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     if fmt == "onnx":
         return export_onnx(model, cfg, names, out, postprocess=postprocess)
     return export_torchscript(model, cfg, names, out, postprocess=postprocess)

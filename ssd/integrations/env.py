@@ -11,8 +11,13 @@ from pathlib import Path
 
 
 def project_root() -> Path:
-    """The project folder: ``SSD_PROJECT_ROOT`` or the current directory."""
-    return Path(os.environ.get("SSD_PROJECT_ROOT", Path.cwd())).resolve()
+    """The project folder: ``SSD_PROJECT_ROOT``; else ``DVC_ROOT``, which DVC sets for every
+    stage command to the repository (for a queued experiment, which runs in a temporary copy
+    under ``.dvc/tmp/exps/`` deleted afterwards, to the original repository:
+    ``dvc/repo/experiments/queue/base.py``), so its MLflow runs and tool state land in the
+    project; else the current directory."""
+    given = os.environ.get("SSD_PROJECT_ROOT") or os.environ.get("DVC_ROOT") or Path.cwd()
+    return Path(given).resolve()
 
 
 def configure_offline_defaults(root: Path | None = None) -> None:

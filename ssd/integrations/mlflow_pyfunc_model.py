@@ -21,7 +21,10 @@ class SSDDetectorModel(PythonModel):
         from ssd.config import PostprocessConfig
         from ssd.infer.detector import load_detector
 
-        settings = PostprocessConfig.model_validate(dict(context.model_config or {}))
+        given = dict(context.model_config or {})  # postprocess.<key> (unprefixed before)
+        settings = PostprocessConfig.model_validate(
+            {k.removeprefix("postprocess."): v for k, v in given.items()}
+        )
         if isinstance(settings.detect_score_threshold, str):  # resolved when registered
             settings = settings.model_copy(update={"detect_score_threshold": 0.3})
         self.detector = load_detector(

@@ -12,11 +12,43 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ssd.integrations.env import configure_offline_defaults, resolve_tracking_uri
+from ssd.integrations.env import configure_offline_defaults, project_root, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "mlflow_run.json"  # in the detector folder: the MLflow run that trained it
+# MLflow 3's UI opens an experiment on the page its kind names; with no kind it guesses, and
+# opened ours on its GenAI page (traces, token usage). The tag and its values are the UI's
+# (mlflow/server/js: genai_development, custom_model_development).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
+
+def use_experiment(name: str, uri: str) -> str:
+    """Make ``name`` the active MLflow experiment, created if new; returns its id.
+
+    A new experiment of a local (sqlite) store keeps its artifacts in ``<project>/mlruns``:
+    MLflow's default, ``./mlruns``, is taken from the working directory, which for a queued
+    DVC experiment is a temporary copy deleted afterwards. Its kind is training runs
+    (:data:`KIND`), also set on an experiment made before that had none.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    if mlflow.get_experiment_by_name(name) is None:
+        local = not uri.startswith(("http://", "https://", "databricks"))
+        try:
+            mlflow.create_experiment(
+                name,
+                artifact_location=str(project_root() / "mlruns") if local else None,
+                tags={KIND_TAG: KIND},
+            )
+        except Exception:  # created meanwhile by a run beside this one (a queue with --jobs 2)
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+    experiment = mlflow.set_experiment(name)
+    if KIND_TAG not in experiment.tags:
+        MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
+    return str(experiment.experiment_id)
 
 
 def _reachable(uri: str, timeout: float = 3.0) -> bool:
@@ -95,7 +127,7 @@ def start_mlflow_run(
 
     mlflow.set_tracking_uri(uri)
     try:
-        mlflow.set_experiment(experiment)
+        use_experiment(experiment, uri)
         run = mlflow.start_run(run_name=run_name, tags=tags)
     except Exception as err:
         log.warning("MLflow at %s failed (%s); continuing without it", uri, err)

@@ -10,6 +10,7 @@ without the alias and the result says why.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -24,12 +25,13 @@ from ssd.integrations.env import (
     resolve_tracking_uri,
 )
 from ssd.integrations.mlflow_model import log_detector_model
-from ssd.integrations.mlflow_tracking import RUN_FILE
+from ssd.integrations.mlflow_tracking import RUN_FILE, use_experiment
 from ssd.provenance import dataset_fingerprint, git_commit
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+REGISTERED = "registered"  # the logged model a version is made from (ssd train logs "trained")
 
 
 def _flat_numeric(metrics: dict[str, Any]) -> dict[str, float]:
@@ -40,13 +42,33 @@ def _flat_numeric(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _evaluation_figures(metrics_path: Path) -> dict[str, Any]:
+    """The top-level figures of ``evaluation.json`` beside ``metrics.json`` (VOC mAP, AP by
+    size, AR, ...), which ``metrics.json`` leaves out to stay short; {} when unreadable."""
+    try:
+        detail = json.loads(metrics_path.with_name("evaluation.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return {}
+    return _flat_numeric(detail) if isinstance(detail, dict) else {}
+
+
 def decide_champion(
-    new: float | None, current: float | None, metric: str, min_delta: float = 0.001
+    new: float | None,
+    current: float | None,
+    metric: str,
+    min_delta: float = 0.001,
+    floor: float = 0.0,
 ) -> tuple[bool, str]:
-    """Whether the new version takes the alias, and why (pure, for testing): only a strict
-    improvement by more than ``min_delta`` moves it (a tie never does)."""
+    """Whether the new version takes the alias, and why (pure, for testing): only a value of
+    at least ``floor`` (``tracking.champion_min``), and only a strict improvement by more
+    than ``min_delta`` moves it (a tie never does)."""
     if new is None:
         return False, f"the new version has no '{metric}' value; alias left where it is"
+    if new < floor:
+        return False, (
+            f"{metric} {new:.4f} is below tracking.champion_min {floor:g}: registered, but "
+            "too weak to be the champion; alias left where it is"
+        )
     if current is None:
         return True, f"first version with a '{metric}' value ({new:.4f}); it becomes champion"
     if new > current + min_delta:
@@ -67,6 +89,7 @@ class Policy:
     metric: str = "map"
     min_delta: float = 0.001
     register_min: float = 0.01
+    champion_min: float = 0.0
 
 
 def training_run(model_dir: Path) -> str | None:
@@ -114,11 +137,12 @@ def register_detector(
         raise RegistryError(f"{metrics_path} cannot be read: {first}; run `ssd evaluate`") from None
     if not isinstance(metrics, dict):
         raise RegistryError(f"{metrics_path} is not a metrics object; run `ssd evaluate`")
+    metrics = _evaluation_figures(metrics_path) | metrics  # every figure, headline first
     metric = policy.metric
     if metric not in metrics:
         raise RegistryError(
-            f"tracking.champion_metric '{metric}' is not in {metrics_path}; "
-            f"choose one of {', '.join(sorted(_flat_numeric(metrics)))}"
+            f"tracking.champion_metric '{metric}' is not in {metrics_path} nor in "
+            f"evaluation.json beside it; choose one of {', '.join(sorted(_flat_numeric(metrics)))}"
         )
     value = metrics.get(metric)
     new_value = float(value) if isinstance(value, int | float) else None
@@ -192,7 +216,7 @@ def _register_in_mlflow(
     metric, new_value = result["metric"], result["value"]
     fingerprint = result["dataset_fingerprint"]
     mlflow.set_tracking_uri(uri)
-    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    experiment_id = use_experiment(experiment, uri)
     client = MlflowClient()
     train_id = training_run(model_dir)
     if train_id is not None:
@@ -200,6 +224,12 @@ def _register_in_mlflow(
             client.get_run(train_id)
         except Exception:  # trained against another tracking store
             train_id = None
+    # What a version is: these weights with these inference settings. Registering the same
+    # again is a no-op that names the version (ssd register is idempotent).
+    identity = {
+        "detector_sha256": _sha256(model_dir / "model.safetensors"),
+        "postprocess": json.dumps(postprocess or {}, sort_keys=True),
+    }
     tags = {
         "dataset": split.root.name,
         "dataset_fingerprint": fingerprint,
@@ -213,12 +243,39 @@ def _register_in_mlflow(
         current_value = float(raw) if raw is not None else None
     except Exception:  # no champion yet
         pass
-    promote, reason = decide_champion(new_value, current_value, metric, policy.min_delta)
-    # The model goes into the training run when there is one; the decision into a run
-    # `register` (a child of the training run, or on its own).
+    same = _same_version(client, model_name, identity)
+    if same is not None:
+        is_champion = current_version is not None and str(current_version) == str(same.version)
+        reason = (
+            f"already version {same.version} (the same detector with the same postprocess "
+            f"settings): nothing new registered; {'it is' if is_champion else 'not'} the "
+            "champion"
+        )
+        log.info("%s %s", model_name, reason)
+        result.update(
+            {
+                "version": int(same.version),
+                "champion": is_champion,
+                "previous_champion_version": int(current_version) if current_version else None,
+                "previous_champion_value": current_value,
+                "reason": reason,
+                "model_uri": f"models:/{model_name}/{same.version}",
+                "training_run_id": same.tags.get("run_id"),
+            }
+        )
+        return
+    promote, reason = decide_champion(
+        new_value, current_value, metric, policy.min_delta, policy.champion_min
+    )
+    # The model goes into the training run when there is one, as the logged model named
+    # "registered" (beside "trained", which ssd train logged with the default settings);
+    # the decision into a run `register` (a child of the training run, or on its own).
+    model_tags = {"ssd.registered_as": model_name}
     if train_id is not None:
         with mlflow.start_run(run_id=train_id, experiment_id=experiment_id):
-            model_uri = log_detector_model(model_dir, split.example_image(), postprocess)
+            model_uri = log_detector_model(
+                model_dir, split.example_image(), postprocess, REGISTERED, model_tags
+            )
     with mlflow.start_run(
         run_name=f"register-{split.root.name}",
         experiment_id=experiment_id,
@@ -226,7 +283,9 @@ def _register_in_mlflow(
         tags={**tags, "stage": "register"},
     ) as register_run:
         if train_id is None:
-            model_uri = log_detector_model(model_dir, split.example_image(), postprocess)
+            model_uri = log_detector_model(
+                model_dir, split.example_image(), postprocess, REGISTERED, model_tags
+            )
         mlflow.log_metrics(_flat_numeric(metrics))
         mlflow.log_dict({"decision": reason, "champion": promote}, "registry.json")
         _log_evaluation(metrics_path)
@@ -235,6 +294,7 @@ def _register_in_mlflow(
             model_name,
             tags={
                 **tags,
+                **identity,
                 "run_id": train_id or register_run.info.run_id,
                 metric: repr(new_value),
             },
@@ -254,6 +314,26 @@ def _register_in_mlflow(
             "training_run_id": train_id,
         }
     )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _same_version(client: Any, model_name: str, identity: dict[str, str]) -> Any:
+    """The registered version of ``model_name`` with exactly these identity tags, or None."""
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except Exception:  # no such registered model yet
+        return None
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        if all(v.tags.get(k) == value for k, value in identity.items()):
+            return v
+    return None
 
 
 def _log_evaluation(metrics_path: Path) -> None:

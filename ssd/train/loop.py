@@ -60,7 +60,13 @@ from ssd.train.distributed import (
     shutdown,
 )
 from ssd.train.ema import ema_decay, weight_ema
-from ssd.train.optim import build_optimizer, freeze_backbone_parts, lr_lambda, set_train_mode
+from ssd.train.optim import (
+    build_optimizer,
+    freeze_backbone_parts,
+    lr_lambda,
+    set_train_mode,
+    warmup_steps,
+)
 from ssd.train.resume import resume_from, run_settings, training_params
 from ssd.train.runtime import Runtime, StopSignals, setup_runtime
 from ssd.train.sampling import make_loader
@@ -88,15 +94,23 @@ class TrainResult:
     best_dir: Path | None
     epochs: int
     steps: int
-    seconds: float
+    seconds: float  # the whole run's training time, earlier (resumed) parts included
     final_metrics: dict[str, float] = field(default_factory=dict)
     nonfinite_steps: int = 0
+    resumed_at: int | None = None  # the step this process resumed from
+    seconds_here: float | None = None  # this process's part of ``seconds`` when resumed
 
     def lines(self) -> list[str]:
         """What ``ssd train`` prints at the end."""
         best = f" (best val mAP in {self.best_dir})" if self.best_dir else ""
+        part = ""
+        if self.resumed_at is not None and self.seconds_here is not None:
+            part = (
+                f" ({self.seconds_here:.0f} s of them in this part, resumed at step "
+                f"{self.resumed_at})"
+            )
         lines = [
-            f"trained {self.steps} steps in {self.seconds:.0f} s; "
+            f"trained {self.steps} steps in {self.seconds:.0f} s{part}; "
             f"detector in {self.model_dir}{best}"
         ]
         if self.final_metrics:
@@ -170,6 +184,7 @@ def build_state(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, t)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t, steps))
+    log.info("learning rate: warm-up over %d of the %d steps", warmup_steps(t, steps), steps)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
     ema = weight_ema(model, t.ema_span, steps) if t.ema else None
     if ema is not None:
@@ -427,10 +442,19 @@ def train(
         raise write_error(err, out_dir / "metrics.jsonl", None, started=False) from None
     trackers = fan_out(jsonl + ([tracker] if tracker and rt.env.is_main else []))
     resumed = {"resumed_from": str(checkpoints.last)} if checkpoints.last else {}
-    # the threads used change float reductions, so the result: recorded with the params
-    trackers.log_params(training_params(cfg) | resumed | {"train.num_threads_used": rt.threads})
+    derived = {  # the values the run used where the config says null (derived)
+        "model.input_size": cfg.model.resolved_input_size,
+        "model.head": cfg.model.resolved_head,
+        "model.num_classes": len(data.class_names),
+        "train.warmup_steps": warmup_steps(t, steps),
+        # the threads used change float reductions, so the result
+        "train.num_threads_used": rt.threads,
+    }
+    trackers.log_params(training_params(cfg) | derived | resumed)
 
-    started, stopped = time.perf_counter(), False
+    resumed_at = state.step if checkpoints.last else None
+    stopped = False
+    state.start_clock()
     val: dict[str, float] = {}
     with StopSignals() as stop:
         run = Run(rt, trackers, checkpoints, stop, progress)
@@ -446,7 +470,8 @@ def train(
             val = finish_epoch(state, data, t, run, out_dir / BEST_DIR, last) or val
         if stopped:
             raise stop_with_checkpoint(state, run)
-    seconds = time.perf_counter() - started
+    seconds = state.train_seconds()
+    seconds_here = seconds - state.seconds_before  # this process's part
     info = {
         "steps": state.step,
         "epochs": state.epoch,
@@ -470,6 +495,8 @@ def train(
         seconds,
         val,
         state.nonfinite_total,
+        resumed_at,
+        seconds_here if resumed_at is not None else None,
     )
 
 

@@ -35,14 +35,24 @@ def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
 
 
+def warmup_steps(t: TrainConfig, total_steps: int) -> int:
+    """The warm-up's length: ``train.warmup_steps``, or ``train.warmup_share`` of
+    ``total_steps`` when that is null (a 2-epoch run of 104 steps warms up for 17, not for
+    the 100 a 624-step run takes, so its learning rate reaches its peak)."""
+    if t.warmup_steps is not None:
+        return t.warmup_steps
+    return round(t.warmup_share * total_steps)
+
+
 def lr_lambda(t: TrainConfig, total_steps: int) -> Any:
     """The learning-rate factor of step ``s``: linear warm-up, then cosine or multistep."""
     milestones = [int(m * total_steps) for m in t.milestones]
+    warmup = warmup_steps(t, total_steps)
 
     def factor(step: int) -> float:
         warm = 1.0
-        if step < t.warmup_steps:
-            alpha = step / max(1, t.warmup_steps)
+        if step < warmup:
+            alpha = step / max(1, warmup)
             warm = t.warmup_factor * (1 - alpha) + alpha
         if t.schedule == "cosine":
             progress = min(1.0, step / max(1, total_steps))

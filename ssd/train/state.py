@@ -39,6 +39,7 @@ import pickle
 import random
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,10 @@ class TrainState:
     epoch_sums: dict[str, float] = field(default_factory=dict)  # loss parts, finite steps
     epoch_finite_steps: int = 0  # the steps epoch_sums adds up
     run_id: str = field(default_factory=_new_run_id)  # kept across resumes
+    # Training time of the run's earlier parts (a resumed run's before this process), and
+    # when this part's clock started: train_seconds() is the whole run's.
+    seconds_before: float = 0.0
+    clock_started: float = field(default_factory=time.perf_counter)
 
     SAVED_VALUES = (  # plain values saved next to the optimizer, scheduler and scaler states
         "step",
@@ -155,6 +160,14 @@ class TrainState:
         "epoch_finite_steps",
         "run_id",
     )
+
+    def start_clock(self) -> None:
+        """This part of the run starts training now (after loading, building, resuming)."""
+        self.clock_started = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Seconds of training of the whole run: earlier parts (resumed) plus this one."""
+        return self.seconds_before + (time.perf_counter() - self.clock_started)
 
     @property
     def eval_model(self) -> SSD:
@@ -171,6 +184,7 @@ class TrainState:
             "rng": rng_state(),
             "ema": None if self.ema is None else self.ema.state_dict(),
             **{name: getattr(self, name) for name in self.SAVED_VALUES},
+            "train_seconds": self.train_seconds(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -195,6 +209,8 @@ class TrainState:
             if name in state:
                 value = state[name]
                 setattr(self, name, dict(value) if isinstance(value, dict) else value)
+        self.seconds_before = float(state.get("train_seconds", 0.0))  # none before: 0
+        self.start_clock()
 
 
 # ----------------------------------------------------------------------------- saving

@@ -71,6 +71,7 @@ def test_audit_of_a_detection_file_prints_the_summary(project: Project) -> None:
     assert data["split"] == "test" and data["num_images"] == 12
     assert data["options"]["min_score"] == 0.6  # the config section reached the audit
     assert data["postprocess"] is None  # detections from elsewhere
+    assert data["model_ap50"] >= 0.1 and data["note"] is None and "too weak" not in res.output
     assert f"-> {data['num_suspects']} suspects" in res.output
     for kind in KINDS:
         assert f"  {kind:<12} {data['counts'][kind]:>6}" in res.output
@@ -86,6 +87,9 @@ def test_audit_runs_the_trained_detector_with_the_postprocess_section(project: P
     assert res.exit_code == 0, res.output
     data = json.loads((out / "audit.json").read_text())
     assert data["postprocess"]["score_threshold"] == 0.01 and data["num_detections"] > 0
+    # an untrained detector: its suspects are its own mistakes, and the audit says so
+    assert data["model_ap50"] < 0.1 and "too weak" in data["note"]
+    assert "note: AP50 0.0" in res.output and "not the labels'" in res.output
     # Weak detections are the evidence against a spurious label: a higher threshold is
     # refused, with the key to change.
     res = runner.invoke(app, ["audit", *sets, "--set", "postprocess.score_threshold=0.3"])

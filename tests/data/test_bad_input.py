@@ -66,9 +66,40 @@ def test_corrupt_and_truncated_images(tmp_path, prepare_cfg):
         noisy
     )
     noisy.write_bytes(noisy.read_bytes()[:-400])  # truncated
+    # a JPEG lacking only its end-of-image marker: every viewer shows it whole, and so do we
+    make_voc(root, {"noend": voc_xml("noend.jpg", [("cat", (1, 1, 9, 9))])})
+    noend = root / "JPEGImages" / "noend.jpg"
+    noend.write_bytes(noend.read_bytes().removesuffix(b"\xff\xd9"))
     report = _prepare(prepare_cfg("voc", root))
     files = {r["file"] for r in report["skipped"] if r["reason"] == "corrupt_image"}
     assert files == {"Annotations/garbage.xml", "Annotations/cut.xml"}
+    assert report["counts"]["images_kept"] == 7
+
+
+def test_a_jpeg_lacking_only_its_end_marker_reads_as_the_whole_image() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ssd.data.images import ImageReadError, decode_image
+
+    pixels = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    whole = buffer.getvalue()
+    decoded = decode_image(whole[:-2])
+    assert decoded.repaired and not decoded.plain  # re-encoded when prepared
+    assert decoded.pixels.tobytes() == decode_image(whole).pixels.tobytes()
+    with pytest.raises(ImageReadError, match="truncated"):
+        decode_image(whole[:-3])  # one byte of the picture missing: refused as before
+
+
+def test_voc_folders_are_found_in_any_letter_case(tmp_path, prepare_cfg):
+    root = good_voc(tmp_path / "voc")
+    (root / "Annotations").rename(root / "annotations")
+    (root / "JPEGImages").rename(root / "jpegimages")
+    report = _prepare(prepare_cfg("voc", root))
     assert report["counts"]["images_kept"] == 6
 
 

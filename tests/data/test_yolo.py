@@ -41,3 +41,27 @@ def test_missing_names_is_a_clear_error(tmp_path, prepare_cfg):
     src = make_yolo(tmp_path / "yolo", {"a": "0 0.5 0.5 0.1 0.1"})
     with pytest.raises(DataError, match=r"data\.yaml"):
         prepare_dataset(prepare_cfg("yolo", src)).out_dir
+
+
+def test_coco128_as_ultralytics_ships_it_names_the_command_that_reads_it(tmp_path, prepare_cfg):
+    """coco128: shared images/ at the top, object_detection/ with config.yaml, its labels/
+    and a link images -> ../images. Both natural commands name the one that works."""
+    root = make_yolo(tmp_path / "coco128", {f"im{i}": "0 0.5 0.5 0.2 0.2\n" for i in range(8)})
+    task = root / "object_detection"
+    task.mkdir()
+    (root / "labels").rename(task / "labels")
+    (task / "config.yaml").write_text(
+        "path: ../datasets/coco128\ntrain: images\nval: images\nnames:\n  0: person\n"
+    )
+    (task / "images").symlink_to("../images")
+    with pytest.raises(DataError) as top:
+        prepare_dataset(prepare_cfg("yolo", root))
+    assert "set data.names_file=object_detection/config.yaml" in str(top.value)
+    with pytest.raises(DataError) as inner:
+        prepare_dataset(prepare_cfg("yolo", task))
+    assert (
+        f"set data.path to {root.resolve()} (the folder that holds both) and "
+        "data.names_file=object_detection/config.yaml" in str(inner.value)
+    )
+    done = prepare_dataset(prepare_cfg("yolo", root, names_file="object_detection/config.yaml"))
+    assert read_json(done.out_dir / "report.json")["counts"]["images_kept"] == 8

@@ -163,26 +163,42 @@ def test_oversized_exotic_and_rotated_images(detector_dir, tmp_path) -> None:
     assert of("deep.png") == of("twin.png") == of("same.bmp") == of("same.tif")
 
 
+def _colour_count(region: torch.Tensor, colour: str) -> int:
+    rgb = torch.tensor([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((region.reshape(-1, 3) == rgb).all(dim=1).sum())
+
+
 def test_labels_are_readable_where_boxes_overlap() -> None:
+    """Two boxes nearly on top of each other (a 320-px image, as the synthetic set's):
+    the better label goes above its box; the other, whose places above and inside the top
+    would cover it, goes below its own box; both are whole."""
     from ssd.infer.detect import draw_detections
     from ssd.infer.drawing import class_color
 
-    image = torch.full((3, 200, 300), 255, dtype=torch.uint8)
+    image = torch.full((3, 320, 320), 255, dtype=torch.uint8)
     detection = {
         "boxes": torch.tensor([[50.0, 60.0, 200.0, 180.0], [60.0, 66.0, 210.0, 190.0]]),
         "scores": torch.tensor([0.4, 0.9]),
         "labels": torch.tensor([1, 2]),
     }
     drawn = draw_detections(image, detection, NAMES).permute(1, 2, 0)
-    colours = {
-        c: torch.tensor([int(class_color(c)[i : i + 2], 16) for i in (1, 3, 5)]) for c in (1, 2)
-    }
-    # a filled label above each box: a run of its class colour over the box's top-left
-    above_first = drawn[45:58, 52:70].reshape(-1, 3)
-    assert (above_first == colours[1]).all(dim=1).sum() > 50
-    # where the two labels overlap, the best score (class 2, 0.9) is on top
-    overlap = drawn[52:58, 62:70].reshape(-1, 3)
-    assert (overlap == colours[2]).all(dim=1).sum() > (overlap == colours[1]).all(dim=1).sum()
+    above_best = drawn[52:64, 62:90]  # the 0.9 label, above its box's top-left
+    assert _colour_count(above_best, class_color(2)) > 100
+    assert _colour_count(above_best, class_color(1)) == 0  # nothing of the other on it
+    below_weak = drawn[182:194, 50:80]  # the 0.4 label, under its box's bottom-left
+    assert _colour_count(below_weak, class_color(1)) > 100
+
+
+def test_a_label_at_the_right_edge_ends_inside_the_image() -> None:
+    from ssd.infer.drawing import class_color, draw_boxes, place_labels
+
+    image = torch.full((3, 320, 320), 255, dtype=torch.uint8)
+    box = torch.tensor([[300.0, 100.0, 319.0, 140.0]])  # a narrow box at the right edge
+    drawn = draw_boxes(image, box, ["triangle 0.87"], [class_color(3)], [0.87])
+    label = drawn.permute(1, 2, 0)[80:100, 200:300]  # the label, shifted left of the box
+    assert _colour_count(label, class_color(3)) > 300
+    (rect,) = place_labels([[300, 100, 319, 140]], [(90.0, 15.0)], (320, 320), 1, [0])
+    assert rect == (230.0, 84.0, 320.0, 99.0)
 
 
 def test_unusable_input_names_are_skipped(folder) -> None:

@@ -322,6 +322,38 @@ def test_saved_views_exist_and_show_what_they_say(browse_dataset: Any) -> None:
     )
 
 
+def test_only_predictions_above_the_floor_are_loaded_and_the_rest_counted(
+    browse_env: dict[str, Any],
+) -> None:
+    """mAP's low-score detections stay in the reports; FiftyOne gets those a person browses
+    (its evaluation slows with the square of the labels per image: ~20 minutes on the
+    default test split with all of them), the number left out in ds.info; the App draws
+    each field in its own light colour."""
+    from ssd.integrations.fiftyone.browse import FIELD_COLORS, build_browse_dataset
+
+    said: list[str] = []
+    ds = build_browse_dataset(
+        browse_env["prepared"],
+        "test",
+        browse_env["reports"],
+        name="ssd-floor-test",
+        min_confidence=0.65,
+        say=said.append,
+    )
+    det_rows = json.loads((browse_env["reports"] / "errors" / "detections.json").read_text())
+    scores = [float(r["score"]) for r in det_rows.values() if r["label"] != "rejected"]
+    high = sum(s >= 0.65 for s in scores)
+    assert 0 < high < len(scores)
+    assert ds.count("predictions.detections") == high
+    assert ds.info["predictions_left_out"] == len(scores) - high
+    assert min(ds.values("predictions.detections.confidence", unwind=True)) >= 0.65
+    assert f"({len(scores) - high} lower ones left out" in said[0]
+    scheme = ds.app_config.color_scheme
+    assert scheme.color_by == "field"
+    assert {f["path"]: f["fieldColor"] for f in scheme.fields} == FIELD_COLORS
+    ds.delete()
+
+
 def test_rebuilding_replaces_samples(browse_env: dict[str, Any], browse_dataset: Any) -> None:
     from ssd.integrations.fiftyone.browse import build_browse_dataset
 
@@ -364,6 +396,22 @@ def test_cli_browse_no_launch(browse_env: dict[str, Any], browse_dataset: Any) -
 
 
 # ---------------------------------------------------------------- the App, for real
+def _assert_field_colours(shot: Path) -> None:
+    """The modal's image (the screenshot less the sidebar and top bar) shows boxes in the
+    dataset's field colours (ssd.integrations.fiftyone.browse.FIELD_COLORS)."""
+    import numpy as np
+    from PIL import Image
+
+    from ssd.integrations.fiftyone.browse import FIELD_COLORS
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    image = pixels[60:, 40 : int(pixels.shape[1] * 0.74)]
+    for field in ("ground_truth", "predictions"):
+        colour = np.array([int(FIELD_COLORS[field][i : i + 2], 16) for i in (1, 3, 5)])
+        near = int((np.abs(image - colour).sum(axis=-1) < 30).sum())
+        assert near > 100, (field, near, shot)
+
+
 @pytest.mark.slow
 def test_app_shows_dataset_and_saved_views(
     browse_env: dict[str, Any], browse_dataset: Any, tmp_path: Path
@@ -444,6 +492,20 @@ def test_app_shows_dataset_and_saved_views(
                     visible(view_name).wait_for(timeout=60_000)
                     visible(f"{len(view)} {unit}").wait_for(timeout=30_000)
                 page.goto(
+                    f"{base}/datasets/{name}?view=confident-predictions",
+                    wait_until="domcontentloaded",
+                )
+                visible("confident-predictions").wait_for(timeout=60_000)
+                page.wait_for_timeout(2500)  # let the grid draw its images and boxes
+                page.screenshot(path=str(tmp_path / "grid.png"))
+                page.locator('[data-cy="looker"]').first.click()  # one sample, expanded
+                page.wait_for_timeout(2500)
+                page.screenshot(path=str(tmp_path / "modal.png"))
+                page.keyboard.press("Escape")
+                # the expanded sample draws ground truth and predictions in their field
+                # colours (FiftyOne's pool gave predictions navy, lost on dark shapes)
+                _assert_field_colours(tmp_path / "modal.png")
+                page.goto(
                     f"{base}/datasets/{name}?view=high-confidence-false-positives",
                     wait_until="domcontentloaded",
                 )
@@ -470,3 +532,5 @@ def test_app_shows_dataset_and_saved_views(
     SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, SCREENSHOT_COPY)
     shutil.copy(tmp_path / "saved_views.png", SCREENSHOT_COPY.with_name("browse_app_views.png"))
+    shutil.copy(tmp_path / "grid.png", SCREENSHOT_COPY.with_name("browse_app_grid.png"))
+    shutil.copy(tmp_path / "modal.png", SCREENSHOT_COPY.with_name("browse_app_modal.png"))

@@ -109,6 +109,27 @@ def test_resume_takes_the_newest_complete_checkpoint_when_latest_points_nowhere(
     assert f"resumed from {root / 'step-00000002'}" in caplog.text
 
 
+def test_a_resumed_run_reports_the_whole_run_s_training_time(
+    tiny_data: Path,  # noqa: F811
+    work: Path,
+) -> None:
+    """The checkpoint carries the time trained so far: after --resume, train_seconds (the
+    detector's model.json, MLflow, dvclive) is the whole run's, and the line says both."""
+    saved = torch.load(
+        work / "tiny" / "checkpoints" / "step-00000004" / "state.pt", weights_only=True
+    )
+    assert saved["train_seconds"] > 0
+    result = resume(tiny_data, work)
+    assert result.resumed_at == 4 and result.seconds_here is not None
+    assert result.seconds == pytest.approx(saved["train_seconds"] + result.seconds_here, abs=0.1)
+    info = json.loads((work / "tiny" / "ssd" / "model.json").read_text())
+    assert info["train_seconds"] == round(result.seconds, 1)
+    log = (work / "tiny" / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line).get("metrics", {}) for line in log]
+    assert [m["train_seconds"] for m in logged if "train_seconds" in m] == [info["train_seconds"]]
+    assert "of them in this part, resumed at step 4" in result.lines()[0]
+
+
 @pytest.mark.parametrize("pointer", ["{not json", "[]", ""])
 def test_resume_with_a_corrupt_latest_json_takes_the_newest_checkpoint(
     pointer: str,

@@ -330,6 +330,12 @@ def test_mlflow_run_has_params_metrics_provenance_dataset_and_a_loadable_model(
     exp = client.get_experiment_by_name("ssd")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.params["train.lr"] == "0.01"
+    # derived values as the run used them, not the config's null
+    assert run.data.params["model.input_size"] == "128"
+    assert run.data.params["model.num_classes"] == "6"
+    assert run.data.params["model.head"] == "ssdlite"
+    # the UI opens the experiment on its training runs, not its GenAI page
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "train_loss" in run.data.metrics and "epoch_loss" in run.data.metrics
     assert len(run.data.tags["dataset_fingerprint"]) == 16
     assert "git_commit" in run.data.tags
@@ -342,6 +348,7 @@ def test_mlflow_run_has_params_metrics_provenance_dataset_and_a_loadable_model(
     run_file = json.loads((tracked_run["model_dir"] / "mlflow_run.json").read_text())
     assert run_file == {"run_id": run.info.run_id}
     models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+    assert [m.name for m in models] == ["trained"] and "ssd register" in models[0].tags["ssd.note"]
     model = mlflow.pyfunc.load_model(models[0].model_uri)
     images = json.loads((tiny_data / "test.json").read_text())["images"][:2]
     table = model.predict(
@@ -356,8 +363,10 @@ def test_dvclive_writes_the_curves_and_summary_dvc_yaml_declares(tracked_run: di
     under models/<name>/live where dvc.yaml's plots and metrics point."""
     live = tracked_run["model_dir"].parent / "live"
     summary = json.loads((live / "metrics.json").read_text())
-    assert {"train_loss", "train_loc", "train_conf", "lr", "epoch_loss"} <= set(summary)
-    assert summary["train_seconds"] > 0
+    assert set(summary) == {"step", "train_seconds"}  # few columns in dvc exp show
+    assert summary["train_seconds"] > 0 and summary["step"] == 2
+    for curve in ("train_loss", "train_loc", "train_conf", "lr", "epoch_loss"):
+        assert (live / "plots" / "metrics" / f"{curve}.tsv").is_file(), curve
     rows = (live / "plots" / "metrics" / "train_loss.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["step", "train_loss"]
     assert [int(r.split("\t")[0]) for r in rows[1:]] == [1, 2]  # train.log_every=1, 2 steps
@@ -405,10 +414,12 @@ def test_the_thread_count_used_is_recorded_with_the_run(tiny_data: Path, tmp_pat
 def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_improvement(
     tiny_data: Path, tracked_run: dict
 ) -> None:
-    """Versions below tracking.register_min are not registered; each registered version
-    points at the run that trained it, with the decision in a child run; the alias moves
-    only beyond champion_min_delta; the champion predicts from a data: URI with a
-    per-call score threshold, without MLflow's type-hint warning."""
+    """Versions below tracking.register_min are not registered, below champion_min never
+    champion; each registered version points at the run that trained it, with the decision
+    in a child run; the alias moves only beyond champion_min_delta; registering the same
+    detector with the same settings again is a no-op that names the version; the champion
+    predicts from a data: URI with a per-call score threshold, without MLflow's type-hint
+    warning."""
     import warnings
 
     import mlflow
@@ -421,13 +432,14 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
     uri, model_dir, tmp = tracked_run["uri"], tracked_run["model_dir"], tracked_run["tmp"]
     train_id = json.loads((model_dir / "mlflow_run.json").read_text())["run_id"]
     split = PreparedSplit.load(tiny_data, "test")
-    policy = Policy(metric="map", min_delta=0.001, register_min=0.01)
+    policy = Policy(metric="map", min_delta=0.001, register_min=0.01, champion_min=0.1)
 
     (tmp / "plots").mkdir(exist_ok=True)
     (tmp / "plots" / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (tmp / "evaluation.json").write_text('{"split": "test"}')
 
-    def reg(value: float) -> dict:
+    def reg(value: float, nms: float) -> dict:
+        """Register with ``value`` as map; a new ``nms`` makes it another version."""
         metrics = tmp / "metrics.json"
         metrics.write_text(json.dumps({"map": value, "map50": value}))
         return register_detector(
@@ -438,28 +450,45 @@ def test_register_gates_links_to_the_training_run_and_moves_the_champion_on_impr
             tracking_uri=uri,
             model_name="ssd-tiny",
             policy=policy,
+            postprocess={"nms_threshold": nms},
         )
 
-    below = reg(0.005)
+    below = reg(0.005, 0.4)
     assert below["version"] is None and "below tracking.register_min 0.01" in below["reason"]
     assert json.loads((tmp / "registry.json").read_text())["version"] is None
-    first, tie, better = reg(0.30), reg(0.3005), reg(0.40)
-    assert (first["version"], first["champion"]) == (1, True)
-    assert (tie["version"], tie["champion"]) == (2, False)
+    weak = reg(0.05, 0.41)  # a smoke run: registered, never the champion
+    assert (weak["version"], weak["champion"]) == (1, False)
+    assert "below tracking.champion_min 0.1" in weak["reason"]
+    first, tie, better = reg(0.30, 0.42), reg(0.3005, 0.43), reg(0.40, 0.44)
+    assert (first["version"], first["champion"]) == (2, True)
+    assert (tie["version"], tie["champion"]) == (3, False)
     assert "does not beat the champion's 0.3000 by more than 0.001" in tie["reason"]
-    assert (better["version"], better["champion"]) == (3, True)
-    assert better["previous_champion_version"] == 1
+    assert (better["version"], better["champion"]) == (4, True)
+    assert better["previous_champion_version"] == 2
+    again = reg(0.40, 0.44)  # ssd register run twice: the same version, named
+    assert (again["version"], again["champion"]) == (4, True)
+    assert again["reason"].startswith("already version 4")
 
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    assert int(client.get_model_version_by_alias("ssd-tiny", "champion").version) == 3
-    for v in client.search_model_versions("name='ssd-tiny'"):
+    assert int(client.get_model_version_by_alias("ssd-tiny", "champion").version) == 4
+    versions = client.search_model_versions("name='ssd-tiny'")
+    assert len(versions) == 4
+    for v in versions:
         assert v.run_id == train_id and v.tags["run_id"] == train_id
     exp = client.get_experiment_by_name("ssd")
     children = client.search_runs(
         [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{train_id}'"
     )
-    assert len(children) == 3 and {c.info.run_name for c in children} == {"register-tiny"}
+    assert len(children) == 4 and {c.info.run_name for c in children} == {"register-tiny"}
+    # the training run's logged models: "trained" and one "registered" per version, each
+    # naming its registered version; the settings keep their postprocess. prefix
+    models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
+    names = sorted(m.name for m in models)
+    assert names == ["registered"] * 4 + ["trained"]
+    registered = [m for m in models if m.name == "registered"]
+    assert all("ssd-tiny" in m.tags["mlflow.modelVersions"] for m in registered)
+    assert client.get_run(train_id).data.params["postprocess.nms_threshold"] == "0.41"
     logged = {a.path for a in client.list_artifacts(children[0].info.run_id, "evaluation")}
     assert logged == {"evaluation/evaluation.json", "evaluation/plots"}
 

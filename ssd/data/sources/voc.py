@@ -169,8 +169,18 @@ def _parse(
 
 
 def _folder(root: DatasetRoot, option: str | None, default: str, key: str) -> Path:
-    """The annotation or image folder: ``data.<key>`` when set, else ``default``."""
-    return root.option(option, key) if option else root.path / default
+    """The annotation or image folder: ``data.<key>`` when set, else ``default``, or the one
+    folder whose name is ``default`` in other letter case (``annotations/``, ``jpegimages``)."""
+    if option:
+        return root.option(option, key)
+    exact = root.path / default
+    if exact.is_dir():
+        return exact
+    try:
+        alike = [p for p in root.path.iterdir() if p.name.lower() == default.lower()]
+    except OSError:
+        alike = []
+    return alike[0] if len(alike) == 1 and alike[0].is_dir() else exact
 
 
 def _missing_annotations(root: DatasetRoot, annotations: Path, key: str, option: str | None) -> str:

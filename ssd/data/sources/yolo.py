@@ -25,6 +25,7 @@ classes.txt, obj.names, classes.names (one name a line).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,26 @@ def _find_yaml(root: DatasetRoot) -> Path | None:
     return with_names[0] if len(with_names) == 1 else None
 
 
+def _yaml_with_names_below(root: DatasetRoot) -> str | None:
+    """``sub/x.yaml`` when exactly one YAML one folder down names classes: Ultralytics'
+    coco128 keeps its ``object_detection/config.yaml`` beside the shared ``images/``."""
+    found = []
+    try:
+        subs = [p for p in sorted(root.path.iterdir()) if p.is_dir() and root.contains(p)]
+        for sub in subs:
+            for p in sorted(sub.iterdir()):
+                if p.suffix.lower() in YAML_SUFFIXES and root.is_file(p):
+                    try:
+                        data = read_yaml(root, p)
+                    except DataError:
+                        continue
+                    if isinstance(data, dict) and "names" in data:
+                        found.append(root.name(p))
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 else None
+
+
 def _yaml_names(data: Any, where: str) -> list[str]:
     if isinstance(data, dict) and "names" not in data and isinstance(data.get("nc"), int):
         return [f"class_{i}" for i in range(data["nc"])]  # as Ultralytics names them
@@ -127,10 +148,15 @@ def _classes_and_yaml(
         if found is None:
             plain = [root.path / n for n in TEXT_NAME_FILES if root.is_file(root.path / n)]
             if not plain:
+                below = _yaml_with_names_below(root)
                 raise DataError(
-                    f"no class names for the YOLO dataset in {root.path}: add data.yaml with "
-                    "'names: [...]' (or classes.txt, one name a line), or set data.names_file "
-                    "to the YAML or text file that has them"
+                    f"no class names for the YOLO dataset in {root.path}: "
+                    + (
+                        f"{below} has them: set data.names_file={below}"
+                        if below
+                        else "add data.yaml with 'names: [...]' (or classes.txt, one name a "
+                        "line), or set data.names_file to the YAML or text file that has them"
+                    )
                 )
             return read_names(root, plain[0]), None, None
         path = found
@@ -161,7 +187,16 @@ def _entry_path(root: DatasetRoot, base: Path, entry: str, key: str, yaml_name: 
                 return candidate
             outside = candidate
     if outside is not None:
-        root.check(outside)  # raises, naming where it leads
+        try:
+            root.check(outside)
+        except UnsafePath as err:  # e.g. coco128's object_detection/images -> ../images
+            both = Path(os.path.commonpath([root.real, outside.resolve()]))
+            yaml_file = (root.path / yaml_name).resolve()
+            raise DataError(
+                f"{yaml_name}: {key}: {err}; to read this dataset, set data.path to {both} "
+                f"(the folder that holds both) and data.names_file="
+                f"{yaml_file.relative_to(both).as_posix()}"
+            ) from None
     raise DataError(
         f"{yaml_name}: {key}: '{entry}' not found (looked at {base / text}); fix the path in "
         f"{yaml_name} (relative to its 'path', or to its folder)"

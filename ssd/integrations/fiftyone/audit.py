@@ -72,7 +72,12 @@ from ssd.audit.rank import KINDS, AuditResult, Suspect
 from ssd.audit.report import AUDIT_DIR, AUDIT_JSON, DETECTIONS_JSON, load_audit
 from ssd.data.prepared import SPLITS, PreparedSplit
 from ssd.errors import BrowseError
-from ssd.integrations.fiftyone.browse import build_browse_dataset, dataset_name
+from ssd.integrations.fiftyone.browse import (
+    MIN_CONFIDENCE,
+    build_browse_dataset,
+    color_scheme,
+    dataset_name,
+)
 from ssd.integrations.fiftyone.convert import coco_samples, pixel_box, relative_box
 
 log = logging.getLogger(__name__)
@@ -268,7 +273,7 @@ def compute_fiftyone_mistakenness(ds: fo.Dataset, min_confidence: float = 0.0) -
         spurious_field="possible_spurious",
         use_logits=False,
         copy_missing=False,
-        progress=False,
+        progress=None,
     )
 
 
@@ -292,6 +297,7 @@ def build_audit_dataset(
     reports_dir: str | Path | None = None,
     name: str | None = None,
     mistakenness: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> fo.Dataset:
     """Build or update ``ssd-<data.name>-<split>`` with the audit on it, keeping the review.
 
@@ -309,6 +315,7 @@ def build_audit_dataset(
         reports_dir: where ``ssd evaluate`` wrote its reports, or ``None``.
         name: dataset name; default :func:`ssd.integrations.fiftyone.browse.dataset_name`.
         mistakenness: also run FiftyOne's ``compute_mistakenness``.
+        say: told what is being done, step by step.
 
     Raises:
         BrowseError: ``audit.json`` is missing or is of another split.
@@ -332,11 +339,12 @@ def build_audit_dataset(
     else:
         evaluated = False
     if evaluated and reports_dir is not None:
-        ds = build_browse_dataset(prepared, split, reports_dir, name=name)
+        ds = build_browse_dataset(prepared, split, reports_dir, name=name, say=say)
     else:
         dets_path = Path(audit_dir) / AUDIT_DIR / DETECTIONS_JSON
         detections = json.loads(dets_path.read_text()) if dets_path.is_file() else []
-        samples = _plain_samples(PreparedSplit.load(prepared, split), detections)
+        kept = [d for d in detections if float(d["score"]) >= MIN_CONFIDENCE]  # as browse does
+        samples = _plain_samples(PreparedSplit.load(prepared, split), kept)
         if fo.dataset_exists(name):
             ds = fo.load_dataset(name)
             for key in ds.list_evaluations():
@@ -346,8 +354,16 @@ def build_audit_dataset(
             ds = fo.Dataset(name)
         ds.persistent = True
         ds.default_classes = result.class_names
+        ds.app_config.color_scheme = color_scheme()
         ds.add_samples(samples, progress=False)
-        ds.info = {"prepared_dir": str(prepared), "split": split}
+        ds.info = {
+            "prepared_dir": str(prepared),
+            "split": split,
+            "min_confidence": MIN_CONFIDENCE,
+            "predictions_left_out": len(detections) - len(kept),
+        }
+    if say is not None:
+        say(f"the label audit's {len(result.suspects)} suspects, FiftyOne's mistakenness")
     add_audit(ds, result, review=review, mistakenness=mistakenness)
     return ds
 

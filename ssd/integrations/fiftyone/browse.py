@@ -21,7 +21,14 @@ a persistent FiftyOne dataset named ``ssd-<data.name>-<split>``:
   pixels², :func:`ssd.data.prepared.size_of`).
 * Saved views: :data:`SAVED_VIEWS` (FiftyOne's evaluation patches among them), and
   :data:`CONFIDENT_VIEW`, which ``ssd browse`` opens: the predictions at or above the
-  evaluation's F1-optimal threshold (the dataset itself keeps every prediction).
+  evaluation's F1-optimal threshold.
+* Only the predictions scoring ``min_confidence`` (:data:`MIN_CONFIDENCE`, 0.1) or more are
+  loaded: mAP needs the ~200 detections per image down to 0.01, which ``ssd evaluate``
+  scored and ``reports/`` keep, but nobody browses them, and FiftyOne's evaluation slows
+  with the square of the labels on a sample (the default test split's 22,530 detections
+  kept ``ssd browse`` ~20 minutes in ``evaluate_detections``; its 943 above 0.1, seconds).
+  ``ds.info`` says how many were left out; FiftyOne's own ``eval`` (and its mAP) is of the
+  loaded ones, ``metrics.json`` of all.
 * The objects' extra attributes (``error_type``, ``size``, ``tide_iou``, ...) are declared
   on the dataset, so the App's sidebar filters on them.
 
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -53,6 +61,9 @@ EVAL_KEY = "eval"
 IOU = 0.5
 HIGH_CONFIDENCE = 0.5
 DEFAULT_CONFIDENCE = 0.3  # the default view's cut when the evaluation has no F1 threshold
+# Predictions below this are not loaded (see the module doc); the label audit's
+# background_score (0.1) is the lowest score any of its rankings or mistakenness uses.
+MIN_CONFIDENCE = 0.1
 
 # TIDE's short labels (ssd.evaluation.tide) -> the names shown in the App.
 ERROR_TYPE_NAMES: dict[str, str] = {
@@ -131,9 +142,24 @@ SAVED_VIEWS: dict[str, tuple[str, Callable[[fo.Dataset], fo.DatasetView]]] = {
     ),
 }
 # The view `ssd browse` opens: predictions at or above the evaluation's F1-optimal threshold
-# (every prediction down to postprocess.score_threshold is in the dataset, one click away:
+# (every loaded prediction, down to MIN_CONFIDENCE, is in the dataset, one click away:
 # choose the dataset itself in the view menu, or any other saved view).
 CONFIDENT_VIEW = "confident-predictions"
+
+
+# Field colours the App draws with: light, saturated ones that read on the synthetic set's
+# dark shapes and on BCCD's pink cells (FiftyOne's pool gave the predictions navy, lost on
+# dark shapes). Ground truth and predictions differ in hue; the audit's suspects stand out.
+FIELD_COLORS = {"ground_truth": "#00e676", "predictions": "#ffd600", "audit": "#ff4081"}
+
+
+def color_scheme() -> fo.ColorScheme:
+    """The dataset's App colours: one per field (:data:`FIELD_COLORS`), labels shown."""
+    return fo.ColorScheme(
+        color_by="field",
+        fields=[{"path": path, "fieldColor": color} for path, color in FIELD_COLORS.items()],
+        show_skeletons=True,
+    )
 
 
 def confident_predictions(ds: fo.Dataset, threshold: float) -> fo.DatasetView:
@@ -154,9 +180,10 @@ def _tags(error_type: str) -> list[str]:
 
 
 def _build_samples(
-    prepared_dir: Path, split: str, reports_dir: Path
-) -> tuple[list[fo.Sample], list[str], dict[str, Any]]:
-    """Samples with ground truth and predictions; the class names; the metrics."""
+    prepared_dir: Path, split: str, reports_dir: Path, min_confidence: float = 0.0
+) -> tuple[list[fo.Sample], list[str], dict[str, Any], int]:
+    """Samples with ground truth and the predictions scoring ``min_confidence`` or more; the
+    class names; the metrics; how many predictions were left out."""
     data = PreparedSplit.load(prepared_dir, split)
     metrics = _read_json(reports_dir / "evaluation.json")
     if metrics.get("split") != split:
@@ -175,8 +202,12 @@ def _build_samples(
                 "dataset: run `ssd evaluate` again"
             )
     detections = []
+    left_out = 0
     for index, row in det_rows.items():
         if row["label"] == "rejected":  # invalid box: nothing to draw (see metrics.json)
+            continue
+        if float(row["score"]) < min_confidence:
+            left_out += 1
             continue
         if row["image_id"] not in image_ids:
             raise BrowseError(
@@ -219,7 +250,7 @@ def _build_samples(
         objects = sample.ground_truth.detections + sample.predictions.detections
         found = {d.error_type for d in objects} & set(ERROR_TYPES)
         sample.tags = sorted(f"error:{t}" for t in found)
-    return samples, data.class_names, metrics
+    return samples, data.class_names, metrics, left_out
 
 
 def build_browse_dataset(
@@ -228,6 +259,8 @@ def build_browse_dataset(
     reports_dir: str | Path,
     name: str | None = None,
     classwise: bool = True,
+    min_confidence: float = MIN_CONFIDENCE,
+    say: Callable[[str], None] | None = None,
 ) -> fo.Dataset:
     """Build or update the persistent dataset for browsing one evaluated split.
 
@@ -239,6 +272,9 @@ def build_browse_dataset(
         classwise: FiftyOne matches predictions only to ground truth of their class (COCO's
             rule, so its ``tp``/``fp``/``fn`` agree with ``metrics.json``); ``False`` lets
             a wrong-class prediction take an object, which fills FiftyOne's confusion matrix.
+        min_confidence: predictions scoring less are not loaded (their number is in
+            ``ds.info["predictions_left_out"]``).
+        say: told what is being done, step by step (FiftyOne's progress bars show the rest).
 
     Returns:
         The dataset, with the samples, the evaluation ``eval`` and :data:`SAVED_VIEWS`.
@@ -249,8 +285,15 @@ def build_browse_dataset(
     """
     prepared = Path(prepared_dir).resolve()
     reports = Path(reports_dir)
-    samples, names, metrics = _build_samples(prepared, split, reports)
+    tell = say or (lambda _: None)
+    samples, names, metrics, left_out = _build_samples(prepared, split, reports, min_confidence)
     name = name or dataset_name(prepared, split)
+    loaded = sum(len(s.predictions.detections) for s in samples)
+    tell(
+        f"loading {len(samples)} images and the {loaded} predictions scoring "
+        f">= {min_confidence:g} into FiftyOne ({left_out} lower ones left out: "
+        "mAP in metrics.json counts them, nobody browses them)"
+    )
 
     if fo.dataset_exists(name):
         ds = fo.load_dataset(name)
@@ -261,7 +304,9 @@ def build_browse_dataset(
         ds = fo.Dataset(name)
     ds.persistent = True
     ds.default_classes = names
-    ds.add_samples(samples, progress=False)
+    ds.app_config.color_scheme = color_scheme()
+    ds.add_samples(samples, progress=None)  # None: FiftyOne's setting (bars in a terminal)
+    tell(f"FiftyOne's evaluate_detections (eval key '{EVAL_KEY}') on the loaded predictions")
     ds.evaluate_detections(
         "predictions",
         gt_field="ground_truth",
@@ -269,7 +314,7 @@ def build_browse_dataset(
         iou=IOU,
         classwise=classwise,
         compute_mAP=True,
-        progress=False,
+        progress=None,
     )
     # Declare the attributes we added to every object (error_type, size, tide_iou, ...) so the
     # App lists them in its sidebar and can filter on them.
@@ -281,7 +326,7 @@ def build_browse_dataset(
         CONFIDENT_VIEW,
         confident_predictions(ds, threshold),
         description=f"Predictions with confidence >= {threshold:.2f} (the evaluation's "
-        "F1-optimal threshold); the dataset itself has every prediction",
+        f"F1-optimal threshold); the dataset itself has those >= {min_confidence:g}",
         overwrite=True,
     )
     ds.info = {
@@ -292,6 +337,8 @@ def build_browse_dataset(
         "map50": metrics.get("map50"),
         "map": metrics.get("map"),
         "confidence_threshold": threshold,
+        "min_confidence": min_confidence,
+        "predictions_left_out": left_out,
     }
     ds.save()
     return ds
@@ -321,11 +368,44 @@ def launch_app(
     it running until Ctrl-C. FiftyOne's banner and its SSH port-forwarding advice for
     "remote" sessions are not printed; the caller prints :func:`app_url`.
     """
-    session_log = logging.getLogger("fiftyone.core.session.session")
-    level = session_log.level
-    session_log.setLevel(logging.WARNING)
+    names = ("fiftyone.core.session.session", "fiftyone.core.service")
+    quiet = [logging.getLogger(n) for n in names]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.WARNING)
     try:
+        _start_server_first(address, port)
         shown = ds.load_saved_view(view) if view else ds
         return fo.launch_app(shown, address=address, port=port, remote=True, auto=False)
     finally:
-        session_log.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
+
+
+def _start_server_first(address: str, port: int) -> None:
+    """Start the App server and wait until it answers, before the session connects.
+
+    fiftyone 1.22's ``launch_app`` opens the session's client (which pings the server at
+    once) before it starts the server, so the first ping always fails and prints "Could not
+    connect session, trying again in 10 seconds", and the App waits those 10 s. Started
+    here, in FiftyOne's own registry of servers (``_server_services``, which the session
+    reuses and stops when it closes), the server is up when the client first asks.
+    """
+    import urllib.request
+
+    import fiftyone.core.service as fos
+    import fiftyone.core.session.session as fss
+
+    services = getattr(fss, "_server_services", None)
+    if services is None or port in services:
+        return  # another FiftyOne: let launch_app do as it does
+    services[port] = fos.ServerService(port, address=address, do_not_track=fo.config.do_not_track)
+    host = f"[{address}]" if ":" in address else address
+    if address in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    for _ in range(240):  # 60 s
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/fiftyone", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.25)
