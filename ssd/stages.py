@@ -112,6 +112,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> TrainResu
         start_mlflow_run,
     )
     from ssd.provenance import describe_run
+    from ssd.train.distributed import elastic_restarts
     from ssd.train.loop import train as train_loop
     from ssd.train.runtime import StopSignals
     from ssd.train.tracking import fan_out
@@ -119,8 +120,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> TrainResu
     rank0 = int(os.environ.get("RANK", "0")) == 0
     tracker = None
     live = None
-    if cfg.tracking.dvclive and rank0:
-        live = start_dvclive(cfg.layout.models / "live", resume)
+    if cfg.tracking.dvclive and rank0:  # after a torchrun restart: append to the curves
+        live = start_dvclive(cfg.layout.models / "live", resume or elastic_restarts() > 0)
     with StopSignals(deferred=False):  # train_loop() defers them to a step boundary
         if cfg.tracking.enabled and rank0:
             tags = {"dataset": cfg.data.name, "stage": "train"}
