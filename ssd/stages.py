@@ -126,7 +126,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> TrainResu
         if cfg.tracking.enabled and rank0:
             tags = {"dataset": cfg.data.name, "stage": "train"}
             if cfg.layout.prepared.is_dir():
-                tags |= describe_run(cfg.layout.prepared)
+                # None (git_commit outside a git checkout) fails a tracking server's REST call
+                described = describe_run(cfg.layout.prepared)
+                tags |= {k: "unknown" if v is None else v for k, v in described.items()}
             tracker = start_mlflow_run(
                 cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
             )
