@@ -178,6 +178,21 @@ def train_cmd(
         typer.echo("\n".join(result.lines()))
 
 
+@app.command(
+    "launch",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def launch_cmd(ctx: typer.Context) -> None:
+    """torchrun with one message per failure: `ssd launch --nnodes=2 --nproc-per-node=1
+    --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT -m ssd.cli train ...` (docs/cluster.md)."""
+    from ssd.integrations.torchrun import launch
+
+    _log_to_stderr()
+    with reported(code=1):
+        launch(ctx.args)
+
+
 @app.command("register")
 def register_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Register the trained detector in the MLflow registry; move 'champion' if it is better."""

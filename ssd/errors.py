@@ -88,3 +88,7 @@ class BusyError(SSDError, RuntimeError):
 
 class BrowseError(SSDError, ValueError):
     """The FiftyOne dataset cannot be built or found; the message says what to run."""
+
+
+class LaunchError(SSDError, RuntimeError):
+    """``ssd launch``: torchrun could not form the group of nodes, or its workers failed."""

@@ -127,6 +127,7 @@ def _train(cfg: Config, resume: bool, progress: bool) -> TrainResult:
         start_mlflow_run,
     )
     from ssd.provenance import describe_run
+    from ssd.train.distributed import elastic_restarts
     from ssd.train.loop import train as train_loop
     from ssd.train.runtime import StopSignals
     from ssd.train.tracking import fan_out
@@ -134,13 +135,15 @@ def _train(cfg: Config, resume: bool, progress: bool) -> TrainResult:
     rank0 = int(os.environ.get("RANK", "0")) == 0
     tracker = None
     live = None
-    if cfg.tracking.dvclive and rank0:
-        live = start_dvclive(cfg.layout.models / "live", resume)
+    if cfg.tracking.dvclive and rank0:  # after a torchrun restart: append to the curves
+        live = start_dvclive(cfg.layout.models / "live", resume or elastic_restarts() > 0)
     with StopSignals(deferred=False):  # train_loop() defers them to a step boundary
         if cfg.tracking.enabled and rank0:
             tags = {"dataset": cfg.data.name, "stage": "train"}
             if cfg.layout.prepared.is_dir():
-                tags |= describe_run(cfg.layout.prepared)
+                # None (git_commit outside a git checkout) fails a tracking server's REST call
+                described = describe_run(cfg.layout.prepared)
+                tags |= {k: "unknown" if v is None else v for k, v in described.items()}
             tracker = start_mlflow_run(
                 cfg.tracking.tracking_uri, cfg.tracking.experiment, f"train-{cfg.data.name}", tags
             )

@@ -10,7 +10,7 @@ mining"). Numerically the same as torchvision's ``SSD.compute_loss``, batched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +39,13 @@ class MultiBoxLoss(nn.Module):
         neg_pos_ratio: float = 3.0,
         alpha: float = 1.0,
         variances: tuple[float, float] = (0.1, 0.2),
+        mean_positives: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
+        # Data-parallel training divides by the positives' mean over all processes (DETR's
+        # num_boxes all-reduce, facebookresearch/detr models/detr.py), so the averaged
+        # gradient is the one of a single process holding the whole global batch.
+        self.mean_positives = mean_positives
         self.register_buffer("priors", priors, persistent=False)
         h, w = input_size
         self.register_buffer(
@@ -79,7 +84,8 @@ class MultiBoxLoss(nn.Module):
             labels, target_offsets = self.targets(targets)
         pos = labels > 0
         num_pos = pos.sum()
-        norm = num_pos.clamp(min=1).float()
+        counted = num_pos.float()
+        norm = (self.mean_positives(counted) if self.mean_positives else counted).clamp(min=1)
 
         loc = F.smooth_l1_loss(box_offsets[pos], target_offsets[pos], reduction="sum", beta=1.0)
 

@@ -40,6 +40,14 @@ def init_distributed(device: torch.device) -> DistEnv:
     return env
 
 
+def elastic_restarts() -> int:
+    """How many times ``torchrun`` has restarted this worker group (its
+    ``TORCHELASTIC_RESTART_COUNT``; 0 outside torchrun). After a restart, training must
+    continue from the last checkpoint instead of from step 0, without a ``--resume`` that
+    torchrun cannot add to the command it re-runs."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
 def reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     """Mean of a tensor over all ranks (identity in a single process)."""
     if not env.enabled:

@@ -32,6 +32,7 @@ import math
 import signal
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,7 +56,9 @@ from ssd.model.network import SSD
 from ssd.model.weights import save_detector
 from ssd.train.distributed import (
     DistEnv,
+    any_rank,
     barrier,
+    elastic_restarts,
     reduce_mean,
     shutdown,
 )
@@ -423,6 +426,11 @@ def train(
     """
     t, out_dir = cfg.train, cfg.layout.models
     rt = setup_runtime(t)
+    # torchrun restarted the group (on any node: the others see only a new rendezvous round,
+    # TORCHELASTIC_RESTART_COUNT stays 0 there): every rank continues from the checkpoint
+    if any_rank(elastic_restarts() > 0, rt.env, rt.device) and not resume:
+        log.warning("torchrun restarted the group: resuming from the last checkpoint")
+        resume = True
     data = load_data(cfg.layout.prepared, cfg.data.name, t, cfg.model, rt.env)
     steps = total_steps(t, data.steps_per_epoch)
     state = build_state(cfg.model, t, data.class_names, steps, rt)
@@ -435,6 +443,8 @@ def train(
         if found is not None:
             checkpoints.resumed(found, state)
     criterion = build_loss(state.model, t).to(rt.device)
+    if rt.env.enabled:
+        criterion.mean_positives = partial(reduce_mean, env=rt.env)
     net = _distributed(state, rt)
     try:  # a read-only or full out_dir: one message before the first step
         jsonl = [JsonlTracker(out_dir / "metrics.jsonl")] if rt.env.is_main else []
