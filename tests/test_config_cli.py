@@ -139,7 +139,10 @@ def test_priors_and_model_code_know_nothing_of_the_config() -> None:
     )
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "configs/bccd.yaml", "configs/ssd300_vgg16.yaml"])
+@pytest.mark.parametrize(
+    "path",
+    ["params.yaml", "configs/bccd.yaml", "configs/bccd_coco.yaml", "configs/ssd300_vgg16.yaml"],
+)
 def test_shipped_params_files_hold_every_key_dvc_yaml_names(path: str) -> None:
     """Each can be the pipeline's params.yaml: DVC stops on a listed key the file lacks."""
     import yaml
