@@ -19,13 +19,14 @@ export TORCH_HOME := $(PROJECT)/.cache/torch
 export XDG_CACHE_HOME := $(PROJECT)/.cache
 export PATH := $(PROJECT)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test lint format typecheck bench serve prefect-server mlflow-ui browse clean help
+.PHONY: setup run test lint format typecheck bench serve deploy worker prefect-server mlflow-ui browse clean help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default data"
 	@echo "make test   - set up .venv, then lint, type-check and run the whole test suite"
 	@echo "make bench  - run every benchmark; results in reports/bench/*.json"
 	@echo "make prefect-server / make serve - Prefect server on 127.0.0.1 and the deployments"
+	@echo "make deploy / make worker - the deployments in the work pool ssd-process, and its worker"
 	@echo "make mlflow-ui - MLflow UI on 127.0.0.1:5000"
 	@echo "make browse - FiftyOne App on 127.0.0.1:5151 with the evaluation's errors"
 
@@ -51,6 +52,14 @@ prefect-server: setup
 
 serve: setup
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(PY) -m pipelines.serve
+
+# prefect.yaml's deployments in a process work pool, and a worker that runs them here
+deploy: setup
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api prefect work-pool create ssd-process --type process --overwrite
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api SSD_PROJECT_DIR=$(PROJECT) prefect --no-prompt deploy --all
+
+worker: setup
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api prefect worker start --pool ssd-process
 
 browse: setup
 	ssd browse

@@ -563,3 +563,82 @@ def test_serve_without_a_server_says_so_in_one_line(tmp_path: Path) -> None:
     assert p.returncode == 1
     lines = (p.stdout + p.stderr).strip().splitlines()
     assert len(lines) == 1 and "make prefect-server" in lines[0], lines
+
+
+def test_a_process_worker_runs_the_deployed_pipeline_in_the_project(
+    project: Path, first_repro: str, tmp_path: Path
+) -> None:
+    """prefect.yaml as docs/cluster.md says: a process pool, `prefect deploy --all` in the
+    project, a worker started in another folder; the pipeline deployment runs to completion
+    in the project, its stage tasks in order."""
+    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    shutil.copytree(
+        REPO / "pipelines", project / "pipelines", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    port = _free_port()
+    env = _env(project) | {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    prefect = str(BIN / "prefect")
+    with open(tmp_path / "server.log", "w") as log, open(tmp_path / "worker.log", "w") as wlog:
+        server = subprocess.Popen(
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        worker = None
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/api/health", 120)
+
+            def cli(*args: str, cwd: Path = project, extra: dict | None = None) -> str:
+                p = subprocess.run(
+                    [prefect, *args],
+                    cwd=cwd,
+                    env=env | (extra or {}),
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                assert p.returncode == 0, f"prefect {' '.join(args)}:\n{p.stdout}\n{p.stderr}"
+                return p.stdout + p.stderr
+
+            cli("work-pool", "create", "ssd-process", "--type", "process", "--overwrite")
+            cli("--no-prompt", "deploy", "--all", extra={"SSD_PROJECT_DIR": str(project)})
+            worker = subprocess.Popen(  # elsewhere: the deployment says where the project is
+                [prefect, "worker", "start", "--pool", "ssd-process"],
+                cwd=tmp_path,
+                env=env,
+                stdout=wlog,
+                stderr=subprocess.STDOUT,
+            )
+            out = cli(
+                "deployment",
+                "run",
+                "ssd-pipeline/run-all-stages",
+                "--watch",
+                "--watch-timeout",
+                "240",
+            )
+            assert "Completed" in out, out + (tmp_path / "worker.log").read_text()[-3000:]
+            (flow_run,) = _api(port, "flow_runs/filter", {"limit": 1, "sort": "START_TIME_DESC"})
+            assert flow_run["state_type"] == "COMPLETED"
+            assert flow_run["work_pool_name"] == "ssd-process"
+            tasks = _api(
+                port, "task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
+            )
+            names = [t["name"] for t in sorted(tasks, key=lambda t: t["start_time"])]
+            assert names == [
+                "dvc repro prepare",
+                "dvc repro train",
+                "dvc repro evaluate",
+                "dvc repro register",
+                "dvc repro audit",
+                "summary",
+            ]
+            assert {t["state_type"] for t in tasks} == {"COMPLETED"}
+        finally:
+            if worker is not None:
+                _stop(worker)  # before the server, as STACK.md says
+            _stop(server)
+            (project / "prefect.yaml").unlink()
+            shutil.rmtree(project / "pipelines")
