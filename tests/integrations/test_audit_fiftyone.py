@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from audit_cases import CLASSES, PlantedCase, planted_case, planted_key, write_prepared_case
+from fiftyone_connection import disconnect
 from test_browse import CHROMIUM, _free_port, _mongod, _stop, _wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,12 +95,11 @@ def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
             for key, value in env.items():
                 mp.setenv(key, value)
             import fiftyone as fo
-            import fiftyone.core.odm.database as fod
 
             # Another module of this run may have FiftyOne connected to its own database:
             # use ours for this module, then give it back its own.
             previous = fo.config.database_uri
-            fod._disconnect()
+            disconnect()
             fo.config.database_uri = env["FIFTYONE_DATABASE_URI"]
             fo.config.database_validation = False
             try:
@@ -111,7 +111,7 @@ def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
                     "env": {**__import__("os").environ, **env},
                 }
             finally:
-                fod._disconnect()
+                disconnect()
                 fo.config.database_uri = previous
     finally:
         _stop(mongod)

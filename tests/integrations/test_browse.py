@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fiftyone_connection import disconnect
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -215,7 +216,7 @@ def browse_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
                 "tmp": tmp,
                 "db_pid": mongod.pid,
             }
-            fod._disconnect()
+            disconnect()
     finally:
         _stop(mongod)
     # Nothing of this session's database is left running (mongod, or one the App started).
