@@ -131,6 +131,21 @@ def save_experiment_task(project_dir: str, name: str | None) -> str | None:
     return saved[-1] if saved else name
 
 
+@task(name="push", task_run_name="dvc push", retries=1, retry_delay_seconds=10)
+def push_task(project_dir: str) -> None:
+    """Send the outputs to the project's default DVC remote (``dvc push``): on a cluster the
+    worker's disk goes with the job. A failure is one message (pipelines/remote.py)."""
+    from pipelines.remote import RemoteError, push
+
+    try:
+        out = push(project_dir)
+    except RemoteError as err:
+        raise RuntimeError(str(err)) from None
+    for line in out.splitlines():
+        if line.strip():
+            get_run_logger().info(line.rstrip())
+
+
 # The files an experiment run changes in the workspace; the outputs follow dvc.lock.
 WORKSPACE_FILES = ("params.yaml", "dvc.lock")
 
@@ -242,13 +257,17 @@ def ssd_pipeline(
     force: bool = False,
     project_dir: str = ".",
     experiment_name: str | None = None,
+    push: bool = False,
 ) -> dict[str, Any]:
     """prepare -> train -> evaluate -> register -> audit, each its DVC stage; ``set_params`` like
     ``["train.epochs=5"]`` makes the run a DVC experiment (named ``experiment_name``), after
-    which the workspace is restored as it was."""
+    which the workspace is restored as it was. ``push``: ``dvc push`` the outputs to the
+    default DVC remote at the end (before the workspace is restored)."""
     if not set_params:
         for stage in STAGES:
             STAGE_TASKS[stage](project_dir, force)
+        if push:
+            push_task(project_dir)
         return dict(summary_task(project_dir))
     root = Path(project_dir)
     saved = {
@@ -261,6 +280,8 @@ def ssd_pipeline(
         for stage in STAGES:
             STAGE_TASKS[stage](project_dir, force)
         name = save_experiment_task(project_dir, experiment_name)
+        if push:
+            push_task(project_dir)
         result: dict[str, Any] = summary_task(project_dir)  # the experiment's reports
     finally:
         restore_workspace_task(project_dir, saved, name)
@@ -278,7 +299,59 @@ def _stage_flow(stage: str) -> Any:
 
 
 prepare_flow = _stage_flow("prepare")
-train_flow = _stage_flow("train")
+
+
+@task(name="train-torchrun", task_run_name="torchrun train, dvc commit train")
+def torchrun_train_task(
+    project_dir: str,
+    nnodes: int,
+    nproc_per_node: int,
+    node_rank: int,
+    rdzv_endpoint: str | None,
+    resume: bool,
+) -> list[str]:
+    """The train stage's command under torchrun; node 0 records it in dvc.lock."""
+    from pipelines.launch import launch_train
+    from ssd.errors import SSDError
+
+    try:
+        return launch_train(
+            project_dir,
+            nnodes=nnodes,
+            nproc_per_node=nproc_per_node,
+            node_rank=node_rank,
+            rdzv_endpoint=rdzv_endpoint,
+            resume=resume,
+            log=get_run_logger().info,
+        )
+    except SSDError as err:
+        raise RuntimeError(str(err)) from None
+
+
+@flow(
+    name="train",
+    description="The DVC stage `train` (its upstream outputs must be up to date); with "
+    "nnodes / nproc_per_node, under torchrun (one run per node, each with its node_rank).",
+)
+def train_flow(
+    project_dir: str = ".",
+    force: bool = False,
+    nnodes: int = 1,
+    nproc_per_node: int = 1,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    resume: bool = False,
+) -> str:
+    """``dvc repro train``; with several processes or nodes, the stage's command under
+    torchrun (``rdzv_endpoint``: node 0's ``host:port``, needed for several nodes), recorded in
+    ``dvc.lock`` by node 0 (``dvc commit train``); ``resume`` continues from the last
+    checkpoint (torchrun runs only)."""
+    if nnodes == 1 and nproc_per_node == 1:
+        return str(STAGE_TASKS["train"](project_dir, force))
+    torchrun_train_task(project_dir, nnodes, nproc_per_node, node_rank, rdzv_endpoint, resume)
+    return "train"
+
+
 evaluate_flow = _stage_flow("evaluate")
 register_flow = _stage_flow("register")
 audit_flow = _stage_flow("audit")

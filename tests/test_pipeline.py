@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,41 +21,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-DVC = ".venv/bin/dvc"  # as the README writes it, run in the project
-SHELL_PATH = "/usr/local/bin:/usr/bin:/bin"  # a login shell's PATH: no venv on it
-
-TINY = {
-    "data": {"num_images": 12, "image_size": 128},
-    "model": {"input_size": 128},
-    "train": {
-        "epochs": 1,
-        "max_steps": 2,
-        "batch_size": 2,
-        "num_workers": 0,
-        "eval_every": 0,
-        "warmup_steps": 1,
-        "log_every": 1,  # a point per step on the training curves
-    },
-    "evaluate": {"sample_images": 2},
-    "tracking": {"register_min": 0.0, "champion_min": 0.0},  # a 2-step model is weak
-}
-
-
-def _env(project: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": SHELL_PATH,
-        "OMP_NUM_THREADS": "1",
-        "PREFECT_HOME": str(project / ".prefect"),
-        "DO_NOT_TRACK": "true",
-        "DVC_NO_ANALYTICS": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "GIT_TERMINAL_PROMPT": "0",
-    }
+from tiny_project import (
+    BIN,
+    DVC,
+    GIT,
+    REPO,
+    make_project,
+    prefect_server,
+    run,
+)
+from tiny_project import env as _env
+from tiny_project import free_port as _free_port
+from tiny_project import stop as _stop
 
 
 def _terminal(cmd: list[str], project: Path, columns: int) -> str:
@@ -86,42 +62,9 @@ def _terminal(cmd: list[str], project: Path, columns: int) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
 
 
-def run(cmd: list[str], project: Path, timeout: int = 600) -> str:
-    p = subprocess.run(
-        cmd, cwd=project, env=_env(project), capture_output=True, text=True, timeout=timeout
-    )
-    assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}"
-    return p.stdout + p.stderr
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    (root / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the offline page
-    (root / ".gitignore").write_text((REPO / ".gitignore").read_text())
-    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
-    # a copy of the stages' code dependencies (the stages run the installed package), so
-    # a test can edit a file and see which stages DVC reruns
-    shutil.copytree(REPO / "ssd", root / "ssd", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "data", root / "data")  # data/raw/synthetic: prepare's source dep
-    shutil.copytree(REPO / "bin", root / "bin")  # bin/ssd: what the stages run
-    params = yaml.safe_load((REPO / "params.yaml").read_text())  # as a user edits it
-    for section, values in TINY.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    run(["git", "init", "-q"], root)
-    # `dvc exp run` commits experiment refs: give the repo its own identity so the test
-    # does not depend on the machine's global git config
-    run(["git", "config", "user.name", "ssd tests"], root)
-    run(["git", "config", "user.email", "tests@example.invalid"], root)
-    run([*git, "add", "-A"], root)
-    run([*git, "commit", "-qm", "tiny project"], root)
-    (root / ".venv").symlink_to(BIN.parent)  # what `make setup` makes; git-ignored
-    return root
+    return make_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")
@@ -234,9 +177,8 @@ def test_an_experiment_round_trips_to_the_baseline_without_retraining(
     project: Path, first_repro: str
 ) -> None:
     dvc = DVC
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    run([*git, "add", "-A"], project)
-    run([*git, "commit", "-qm", "baseline"], project)  # what the README says after make run
+    run([*GIT, "add", "-A"], project)
+    run([*GIT, "commit", "-qm", "baseline"], project)  # what the README says after make run
     model = project / "models" / "synthetic" / "ssd" / "model.safetensors"
     baseline = _sha(model)
 
@@ -390,33 +332,6 @@ def test_a_change_marks_exactly_the_stages_that_read_it(
     assert set(status) == expected, status
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except Exception:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _api(port: int, path: str, body: dict) -> list[dict]:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/{path}",
@@ -434,17 +349,12 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
 ) -> None:
     port = _free_port()
     env = _env(project) | {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    with open(project / "prefect-server.log", "w") as log, open(project / "serve.log", "w") as slog:
-        server = subprocess.Popen(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    with (
+        prefect_server(port, project, env, project / "prefect-server.log"),
+        open(project / "serve.log", "w") as slog,
+    ):
         served = None
         try:
-            _wait_http(f"http://127.0.0.1:{port}/api/health", 120)
             served = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.serve"],
                 cwd=project,
@@ -546,7 +456,6 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
         finally:
             if served is not None:
                 _stop(served)
-            _stop(server)
 
 
 def test_serve_without_a_server_says_so_in_one_line(tmp_path: Path) -> None:
@@ -578,17 +487,12 @@ def test_a_process_worker_runs_the_deployed_pipeline_in_the_project(
     port = _free_port()
     env = _env(project) | {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
     prefect = str(BIN / "prefect")
-    with open(tmp_path / "server.log", "w") as log, open(tmp_path / "worker.log", "w") as wlog:
-        server = subprocess.Popen(
-            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    with (
+        prefect_server(port, tmp_path, env, tmp_path / "server.log"),
+        open(tmp_path / "worker.log", "w") as wlog,
+    ):
         worker = None
         try:
-            _wait_http(f"http://127.0.0.1:{port}/api/health", 120)
 
             def cli(*args: str, cwd: Path = project, extra: dict | None = None) -> str:
                 p = subprocess.run(
@@ -615,6 +519,8 @@ def test_a_process_worker_runs_the_deployed_pipeline_in_the_project(
                 "deployment",
                 "run",
                 "ssd-pipeline/run-all-stages",
+                "--param",
+                "push=true",  # the outputs to the DVC remote, as a cluster job must
                 "--watch",
                 "--watch-timeout",
                 "240",
@@ -633,12 +539,14 @@ def test_a_process_worker_runs_the_deployed_pipeline_in_the_project(
                 "dvc repro evaluate",
                 "dvc repro register",
                 "dvc repro audit",
+                "dvc push",
                 "summary",
             ]
             assert {t["state_type"] for t in tasks} == {"COMPLETED"}
+            pushed = run([DVC, "status", "--cloud"], project)  # the remote: ../dvc-remote
+            assert "Cache and remote 'local' are in sync" in pushed, pushed
         finally:
             if worker is not None:
-                _stop(worker)  # before the server, as STACK.md says
-            _stop(server)
+                _stop(worker)  # before the server (the block's end), as STACK.md says
             (project / "prefect.yaml").unlink()
             shutil.rmtree(project / "pipelines")

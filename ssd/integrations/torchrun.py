@@ -94,5 +94,5 @@ def launch(argv: Sequence[str]) -> None:
         raise LaunchError(
             f"training failed on rank {rank} (exit code {failure.exitcode}) after "
             f"{args.max_restarts} restart(s) of the group (--max-restarts); its log is above; "
-            "the last checkpoint is kept: the next launch continues from it"
+            "the last checkpoint is kept: launch again with `train --resume` to continue from it"
         ) from None

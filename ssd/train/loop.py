@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -432,6 +433,16 @@ def train(
         log.warning("torchrun restarted the group: resuming from the last checkpoint")
         resume = True
     data = load_data(cfg.layout.prepared, cfg.data.name, t, cfg.model, rt.env)
+    if rt.env.enabled:  # one line per process: who joined the group
+        log.info(
+            "distributed: rank %d of world size %d (local rank %d on %s, %s); global batch %d",
+            rt.env.rank,
+            rt.env.world_size,
+            rt.env.local_rank,
+            socket.gethostname(),
+            torch.distributed.get_backend(),
+            t.batch_size * rt.env.world_size,
+        )
     steps = total_steps(t, data.steps_per_epoch)
     state = build_state(cfg.model, t, data.class_names, steps, rt)
     settings = run_settings(cfg) | {"world_size": rt.env.world_size}  # shards the data
