@@ -9,6 +9,7 @@ then continues from the last checkpoint on its own (``TORCHELASTIC_RESTART_COUNT
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,6 +73,12 @@ def launch(argv: Sequence[str]) -> None:
     )
     from torch.distributed.run import parse_args, run
 
+    # The workers' process group gets a store of its own each round, hosted by rank 0: with
+    # the c10d rendezvous the agent's store outlives a restart, and the first round's gloo
+    # addresses left in it sent the restarted ranks to dead peers ("Gloo connectFullMesh
+    # failed ... Connection refused"; torch/distributed/rendezvous.py assumes a new store
+    # per retry). Measured here: with the shared store every elastic restart failed so.
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     args = parse_args(list(argv))
     try:
         run(args)
