@@ -140,7 +140,7 @@ def test_outputs_round_trip_through_the_bucket(trained: Path, s3: dict[str, str]
     shutil.rmtree(project / ".dvc" / "cache")
     shutil.rmtree(project / "models")
     shutil.rmtree(project / "data" / "prepared")
-    run([DVC, "pull", "--with-deps", "train"], project, extra=_creds(s3))
+    print(out, run([DVC, "pull", "--with-deps", "train"], project, extra=_creds(s3)))
     assert _sha(project / MODEL) == model
     assert json.loads(run([DVC, "status", "train", "--json"], project)) == {}
 
@@ -160,7 +160,7 @@ def test_an_experiment_travels_to_another_clone(
         tmp_path,
     )
     link_venv(clone)
-    run([DVC, "exp", "pull", "origin", "seed5"], clone, extra=_creds(s3))
+    print(out, run([DVC, "exp", "pull", "origin", "seed5"], clone, extra=_creds(s3)))
     assert "seed5" in run([DVC, "exp", "list", "--name-only"], clone)
     # its commit as a branch, its outputs from what exp pull fetched from the bucket (only
     # prepare and train ran here, so check out those, not `dvc exp apply`'s every stage)
@@ -184,6 +184,7 @@ def test_a_wrong_key_is_one_message_and_loses_nothing(trained: Path, s3: dict[st
         with pytest.raises(RemoteError) as err:
             push(project)
     message = str(err.value)
+    print(message)
     assert message.count("\n") == 0, message
     assert f"the DVC remote 'storage' (s3://{BUCKET}/ssd) refused the credentials" in message
     assert "AWS_SECRET_ACCESS_KEY" in message and "nothing is lost" in message

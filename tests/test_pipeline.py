@@ -526,6 +526,7 @@ def test_a_process_worker_runs_the_deployed_pipeline_in_the_project(
                 "240",
             )
             assert "Completed" in out, out + (tmp_path / "worker.log").read_text()[-3000:]
+            print(out)  # with -rA: the run as a user sees it
             (flow_run,) = _api(port, "flow_runs/filter", {"limit": 1, "sort": "START_TIME_DESC"})
             assert flow_run["state_type"] == "COMPLETED"
             assert flow_run["work_pool_name"] == "ssd-process"
