@@ -20,15 +20,13 @@ from DVC's cache (``dvc checkout``), whether the run succeeded or failed; ``dvc 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from pipelines.commands import stream, venv_bin
 from ssd.config import load_config, parse_override
 from ssd.errors import ConfigError
 from ssd.integrations.env import configure_offline_defaults
@@ -42,8 +40,7 @@ STAGES = ("prepare", "train", "evaluate", "register", "audit")
 RETRIES = {"prepare": 1, "train": 0, "evaluate": 1, "register": 2, "audit": 1}
 
 
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
+_bin = venv_bin
 
 
 def _stream(cmd: list[str], cwd: Path) -> list[str]:
@@ -51,22 +48,10 @@ def _stream(cmd: list[str], cwd: Path) -> list[str]:
     raise on failure."""
     logger = get_run_logger()
     logger.info("running %s in %s", " ".join(cmd), cwd)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        if line.strip():
-            logger.info(line.rstrip())
-            lines.append(line.rstrip())
-    if proc.wait() != 0:
+    code, lines = stream(cmd, cwd, logger.info)
+    if code != 0:
         raise RuntimeError(
-            f"`{' '.join(cmd)}` failed (exit {proc.returncode}); its output is in the log above. "
+            f"`{' '.join(cmd)}` failed (exit {code}); its output is in the log above. "
             "The stages that finished are kept (dvc.lock, DVC's run cache): a retry does "
             "not run them again."
         )

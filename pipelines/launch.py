@@ -11,16 +11,13 @@ its own ``node_rank``; the project folder must be one every node sees (docs/clus
 
 from __future__ import annotations
 
-import os
 import shlex
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from pipelines.commands import stream, venv_bin
 from ssd.errors import LaunchError
 from ssd.integrations.torchrun import torchrun_args, train_command
 
@@ -34,12 +31,6 @@ def stage_train_args(project_dir: Path) -> list[str]:
             f"dvc.yaml's train stage runs `{stages['train']['cmd']}`, not `ssd train`"
         )
     return cmd[cmd.index("train") + 1 :]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def launch_train(
@@ -68,7 +59,7 @@ def launch_train(
             f"{nnodes} nodes need a rendezvous endpoint: rdzv_endpoint='HOST:PORT' of node 0, "
             "reachable from every node (the same on every node's run)"
         )
-    endpoint = rdzv_endpoint or f"127.0.0.1:{_free_port()}"
+    endpoint = rdzv_endpoint or "127.0.0.1:0"  # one node: a free port (torchrun --standalone)
     torchrun = torchrun_args(
         nnodes,
         nproc_per_node,
@@ -80,24 +71,14 @@ def launch_train(
     train_args = stage_train_args(root) + (["--resume"] if resume else [])
     commands = [train_command(torchrun, train_args)]
     if node_rank == 0:
-        commands.append([str(Path(sys.executable).with_name("dvc")), "commit", "--force", "train"])
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+        commands.append([venv_bin("dvc"), "commit", "--force", "train"])
     for cmd in commands:
         log(f"running {shlex.join(cmd)} in {root}")
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                log(line.rstrip())
-        if proc.wait() != 0:
+        code, _ = stream(cmd, root, log)
+        if code != 0:
             what = "training under torchrun" if cmd is commands[0] else "`dvc commit train`"
             raise LaunchError(
-                f"{what} failed (exit {proc.returncode}) on node {node_rank}; its output is in "
+                f"{what} failed (exit {code}) on node {node_rank}; its output is in "
                 "the log above; the last checkpoint is kept: run again with resume=True to "
                 "continue from it"
             )

@@ -10,11 +10,10 @@ Nothing is lost when a push fails: the outputs stay in the workspace and its DVC
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from pipelines.commands import venv_bin, venv_env
 from ssd.errors import SSDError
 
 
@@ -65,15 +64,11 @@ _CAUSES = (
 )
 
 
-def _dvc() -> str:
-    return str(Path(sys.executable).with_name("dvc"))
-
-
 def _default_remote(root: Path) -> tuple[str, str]:
     """The default remote's name and url, as ``dvc remote default`` / ``list`` say."""
 
     def ask(*args: str) -> str:
-        p = subprocess.run([_dvc(), *args], cwd=root, capture_output=True, text=True)
+        p = subprocess.run([venv_bin("dvc"), *args], cwd=root, capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else ""
 
     name = ask("remote", "default")
@@ -111,12 +106,8 @@ def push(project_dir: str | Path, jobs: int | None = None) -> str:
     :class:`RemoteError` with the cause and the fix."""
     root = Path(project_dir)
     name, url = _default_remote(root)
-    cmd = [_dvc(), "push", *(["--jobs", str(jobs)] if jobs else [])]
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    cmd = [venv_bin("dvc"), "push", *(["--jobs", str(jobs)] if jobs else [])]
+    p = subprocess.run(cmd, cwd=root, env=venv_env(), capture_output=True, text=True)
     output = p.stdout + p.stderr
     if p.returncode != 0:
         raise RemoteError(explain(output, name, url))

@@ -344,6 +344,14 @@ def _api(port: int, path: str, body: dict) -> list[dict]:
     return result
 
 
+def _last_run(port: int) -> tuple[dict, list[dict], list[str]]:
+    """The newest flow run, its task runs and their names in the order they started."""
+    (flow_run,) = _api(port, "flow_runs/filter", {"limit": 1, "sort": "START_TIME_DESC"})
+    tasks = _api(port, "task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    names = [t["name"] for t in sorted(tasks, key=lambda t: t["start_time"])]
+    return flow_run, tasks, names
+
+
 def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on_sigterm(
     project: Path, first_repro: str
 ) -> None:
@@ -404,11 +412,8 @@ def test_prefect_run_shows_every_stage_records_the_experiment_and_serve_stops_on
             assert "Completed" in out
 
             # the run graph: one task per DVC stage, in order, each completed
-            (flow_run,) = _api(port, "flow_runs/filter", {"limit": 1, "sort": "START_TIME_DESC"})
+            flow_run, tasks, names = _last_run(port)
             assert flow_run["state_type"] == "COMPLETED"
-            runs = {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
-            tasks = _api(port, "task_runs/filter", runs)
-            names = [t["name"] for t in sorted(tasks, key=lambda t: t["start_time"])]
             assert names == [
                 "set params",
                 "dvc repro prepare",
@@ -527,13 +532,9 @@ def test_a_process_worker_runs_the_deployed_pipeline_in_the_project(
             )
             assert "Completed" in out, out + (tmp_path / "worker.log").read_text()[-3000:]
             print(out)  # with -rA: the run as a user sees it
-            (flow_run,) = _api(port, "flow_runs/filter", {"limit": 1, "sort": "START_TIME_DESC"})
+            flow_run, tasks, names = _last_run(port)
             assert flow_run["state_type"] == "COMPLETED"
             assert flow_run["work_pool_name"] == "ssd-process"
-            tasks = _api(
-                port, "task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
-            )
-            names = [t["name"] for t in sorted(tasks, key=lambda t: t["start_time"])]
             assert names == [
                 "dvc repro prepare",
                 "dvc repro train",
