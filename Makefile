@@ -19,7 +19,7 @@ export TORCH_HOME := $(PROJECT)/.cache/torch
 export XDG_CACHE_HOME := $(PROJECT)/.cache
 export PATH := $(PROJECT)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test lint format typecheck bench serve deploy worker prefect-server mlflow-ui browse clean help
+.PHONY: setup run test lint format typecheck bench serve deploy worker push prefect-server mlflow-ui browse clean help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default data"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench  - run every benchmark; results in reports/bench/*.json"
 	@echo "make prefect-server / make serve - Prefect server on 127.0.0.1 and the deployments"
 	@echo "make deploy / make worker - the deployments in the work pool ssd-process, and its worker"
+	@echo "make push   - dvc push to the default DVC remote, a failure as one message (cause and fix)"
 	@echo "make mlflow-ui - MLflow UI on 127.0.0.1:5000"
 	@echo "make browse - FiftyOne App on 127.0.0.1:5151 with the evaluation's errors"
 
@@ -65,6 +66,10 @@ worker: setup
 
 browse: setup
 	ssd browse
+
+# dvc push to the project's default DVC remote (docs/cluster.md); a failure is one message
+push: setup
+	$(PY) -m pipelines.remote
 
 MLFLOW_PORT ?= 5000
 mlflow-ui: setup

@@ -123,12 +123,9 @@ def push_task(project_dir: str) -> None:
     from pipelines.remote import RemoteError, push
 
     try:
-        out = push(project_dir)
+        push(project_dir, log=get_run_logger().info)
     except RemoteError as err:
         raise RuntimeError(str(err)) from None
-    for line in out.splitlines():
-        if line.strip():
-            get_run_logger().info(line.rstrip())
 
 
 # The files an experiment run changes in the workspace; the outputs follow dvc.lock.

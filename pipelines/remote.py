@@ -6,14 +6,20 @@ an S3 bucket for instance (docs/cluster.md), where ``dvc pull`` on any machine g
 DVC's own errors name boto's exception ("unexpected error - Forbidden: An error occurred
 (403) when calling the HeadObject operation"); here they become what to do about it.
 Nothing is lost when a push fails: the outputs stay in the workspace and its DVC cache.
+
+From a shell: ``make push``, or ``.venv/bin/python -m pipelines.remote [PROJECT] [--jobs N]``,
+is ``dvc push`` with the same one message on failure (exit code 1).
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines.commands import venv_bin, venv_env
+from pipelines.commands import stream, venv_bin
 from ssd.errors import SSDError
 
 
@@ -101,14 +107,39 @@ def explain(output: str, name: str, url: str) -> str:
     return f"`dvc push` to {where} failed: {last.strip()}{kept}"
 
 
-def push(project_dir: str | Path, jobs: int | None = None) -> str:
-    """``dvc push`` in ``project_dir`` to its default remote; DVC's output. Raises
-    :class:`RemoteError` with the cause and the fix."""
+def push(
+    project_dir: str | Path, jobs: int | None = None, log: Callable[[str], None] | None = None
+) -> str:
+    """``dvc push`` in ``project_dir`` to its default remote, each output line but DVC's errors
+    to ``log`` as it comes; DVC's output. Raises :class:`RemoteError` with the cause and the fix."""
     root = Path(project_dir)
     name, url = _default_remote(root)
     cmd = [venv_bin("dvc"), "push", *(["--jobs", str(jobs)] if jobs else [])]
-    p = subprocess.run(cmd, cwd=root, env=venv_env(), capture_output=True, text=True)
-    output = p.stdout + p.stderr
-    if p.returncode != 0:
+    say = log or (lambda _line: None)
+    # DVC's own ERROR lines are not said: the RemoteError below says them as one message
+    code, lines = stream(cmd, root, lambda line: None if line.startswith("ERROR") else say(line))
+    output = "\n".join(lines)
+    if code != 0:
         raise RemoteError(explain(output, name, url))
     return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.remote",
+        description="dvc push to the project's default DVC remote; a failure is one message "
+        "naming the remote, the cause and the fix.",
+    )
+    parser.add_argument("project_dir", nargs="?", default=".", help="the project (default: .)")
+    parser.add_argument("--jobs", type=int, help="parallel uploads (dvc push --jobs)")
+    args = parser.parse_args(argv)
+    try:
+        push(args.project_dir, args.jobs, log=print)
+    except RemoteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tiny_project import BIN, DVC, GIT, free_port, link_venv, make_project, run, stop
+from tiny_project import BIN, DVC, GIT, env, free_port, link_venv, make_project, run, stop
 
 BUCKET = "ssd-data"
 # The requests moto serves before it checks signatures: create_user, create_access_key,
@@ -48,11 +48,11 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS), "PATH": "/usr/bin:/bin"}
+    moto_env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS), "PATH": "/usr/bin:/bin"}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
+            env=moto_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -171,29 +171,39 @@ def test_an_experiment_travels_to_another_clone(
 
 
 def test_a_wrong_key_is_one_message_and_loses_nothing(trained: Path, s3: dict[str, str]) -> None:
-    from pipelines.remote import RemoteError, push
+    """``make push`` (``python -m pipelines.remote``) with a wrong secret: exit code 1, one
+    line on stderr naming the remote, the cause and the fix, nothing sent or changed; the
+    flow's push task calls the same ``push``."""
+    from pipelines.remote import push
 
     project = trained
     model = _sha(project / MODEL)
     (project / "notes.txt").write_text("a new output to push\n")
     run([DVC, "add", "notes.txt"], project)
     wrong = _creds(s3) | {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in wrong.items():
-            mp.setenv(k, v)
-        with pytest.raises(RemoteError) as err:
-            push(project)
-    message = str(err.value)
+    p = subprocess.run(
+        [str(BIN / "python"), "-m", "pipelines.remote"],
+        cwd=project,
+        env=env(project) | wrong,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    message = p.stderr.strip()
     print(message)
-    assert message.count("\n") == 0, message
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert message.count("\n") == 0 and message.startswith("error: `dvc push` failed"), message
+    assert "ERROR" not in p.stdout, p.stdout  # DVC's own error is not said a second time
     assert f"the DVC remote 'storage' (s3://{BUCKET}/ssd) refused the credentials" in message
     assert "AWS_SECRET_ACCESS_KEY" in message and "nothing is lost" in message
     assert _sha(project / MODEL) == model  # the workspace and its cache are as they were
     assert not any(key.endswith("notes.txt") for key in _objects(s3))
 
+    lines: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
         for k, v in _creds(s3).items():
             mp.setenv(k, v)
-        push(project)  # fixed: the same push goes through
+        push(project, log=lines.append)  # fixed: the same push goes through, its output said
+    assert any("pushed" in line for line in lines), lines
     pushed = run([DVC, "status", "--cloud"], project, extra=_creds(s3))
     assert "Cache and remote 'storage' are in sync" in pushed, pushed
