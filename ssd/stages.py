@@ -127,7 +127,7 @@ def _train(cfg: Config, resume: bool, progress: bool) -> TrainResult:
         start_mlflow_run,
     )
     from ssd.provenance import describe_run
-    from ssd.train.distributed import elastic_restarts
+    from ssd.train.distributed import elastic_restarts, end_group
     from ssd.train.loop import train as train_loop
     from ssd.train.runtime import StopSignals
     from ssd.train.tracking import fan_out
@@ -158,7 +158,8 @@ def _train(cfg: Config, resume: bool, progress: bool) -> TrainResult:
             trackers = [t for t in (tracker, live) if t is not None]
             result = train_loop(cfg, fan_out(trackers) if trackers else None, resume, progress)
             run_file = result.model_dir / RUN_FILE
-            run_file.unlink(missing_ok=True)  # never a previous training's run
+            if rank0:  # the other ranks' unlink raced rank 0's write of this run's file
+                run_file.unlink(missing_ok=True)  # never a previous training's run
             if tracker is not None:
                 run_file.write_text(json.dumps({"run_id": tracker.run_id}) + "\n", "utf-8")
                 try:
@@ -188,6 +189,7 @@ def _train(cfg: Config, resume: bool, progress: bool) -> TrainResult:
         live.end()
     if tracker is not None:
         tracker.end()
+    end_group()  # under torchrun: no worker exits before rank 0 has written everything
     return result
 
 

@@ -9,6 +9,7 @@ then continues from the last checkpoint on its own (``TORCHELASTIC_RESTART_COUNT
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -79,6 +80,13 @@ def launch(argv: Sequence[str]) -> None:
     # failed ... Connection refused"; torch/distributed/rendezvous.py assumes a new store
     # per retry). Measured here: with the shared store every elastic restart failed so.
     os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    # Each node says when it joins a round of the rendezvous and the global rank it got
+    # there: the c10d rendezvous ranks nodes by host name and process id, not --node-rank
+    # (torch/distributed/elastic/rendezvous/dynamic_rendezvous.py, logged at INFO, which
+    # torch's logging setting for torch.distributed hides).
+    logging.getLogger("torch.distributed.elastic.rendezvous.dynamic_rendezvous").setLevel(
+        logging.INFO
+    )
     args = parse_args(list(argv))
     try:
         run(args)

@@ -62,8 +62,15 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def shutdown(env: DistEnv) -> None:
-    if env.enabled and dist.is_initialized():
+def end_group() -> None:
+    """The last step of a distributed run, on every rank: wait until all ranks are here
+    (rank 0 after its last write: the detector, the MLflow run file, dvclive's files), then
+    leave the process group. No worker exits before rank 0's outputs are complete, so the
+    node that runs ``dvc commit train`` when its own workers exit (pipelines/launch.py)
+    records finished outputs whichever global rank it hosts, and without relying on
+    torchrun's exit barrier (300 s, not configurable). A no-op in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

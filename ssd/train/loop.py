@@ -61,7 +61,6 @@ from ssd.train.distributed import (
     barrier,
     elastic_restarts,
     reduce_mean,
-    shutdown,
 )
 from ssd.train.ema import ema_decay, weight_ema
 from ssd.train.optim import (
@@ -504,8 +503,7 @@ def train(
         final_dir = save_final(state, out_dir, cfg.model, data.class_names, run, info)
     except OSError as err:  # a full disk, a file size limit: the checkpoints are kept
         raise write_error(err, out_dir / FINAL_DIR, checkpoints.last) from None
-    barrier(rt.env)
-    shutdown(rt.env)
+    barrier(rt.env)  # the process group stays: the caller ends it (distributed.end_group)
     best_dir = out_dir / BEST_DIR
     return TrainResult(
         state.eval_model,

@@ -77,6 +77,15 @@ def _step_losses(records: list[dict]) -> dict[int, float]:
     }
 
 
+def _show(logs: list[str]) -> None:
+    """With -rA: each node's lines about ranks, the rendezvous and restarts, as a user sees them."""
+    words = ("rank", "world", "rendezvous", "restart", "resumed", "Stopping worker", "failed")
+    for node, log in enumerate(logs):
+        for line in log.splitlines():
+            if any(w in line for w in words):
+                print(f"[node {node}] {line}")
+
+
 def test_two_nodes_match_one_process_with_the_same_global_batch(
     tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -108,9 +117,14 @@ def test_two_nodes_match_one_process_with_the_same_global_batch(
             for child in psutil.Process(p.pid).children(recursive=True) if p.poll() is None else []:
                 child.kill()
             p.kill()
+    _show(logs)
     assert single.returncode == 0, out_single
     for p, log in zip(nodes, logs, strict=True):
         assert p.returncode == 0, log
+    joined = "".join(
+        re.findall(r"joined round 0 of the rendezvous 'ssd' as rank (\d)", "".join(logs))
+    )
+    assert sorted(joined) == ["0", "1"], logs  # each node's rank, said by ssd launch
     two = _records(tmp_path / "two" / "tiny")
     assert sum("params" in r for r in two) == 1  # rank 1 wrote nothing
     a, b = _step_losses(_records(tmp_path / "one" / "tiny")), _step_losses(two)
@@ -164,6 +178,7 @@ def test_a_killed_worker_restarts_the_group_and_training_resumes_from_the_checkp
             for child in psutil.Process(p.pid).children(recursive=True) if p.poll() is None else []:
                 child.kill()
             p.kill()
+    _show(logs)
     for p, log in zip(nodes, logs, strict=True):
         assert p.returncode == 0, log[-4000:]
         assert "torchrun restarted the group: resuming from the last checkpoint" in log, log
