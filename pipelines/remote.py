@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines.commands import stream, venv_bin
+from pipelines.commands import venv_bin, venv_env
 from ssd.errors import SSDError
 
 
@@ -110,17 +110,21 @@ def explain(output: str, name: str, url: str) -> str:
 def push(
     project_dir: str | Path, jobs: int | None = None, log: Callable[[str], None] | None = None
 ) -> str:
-    """``dvc push`` in ``project_dir`` to its default remote, each output line but DVC's errors
-    to ``log`` as it comes; DVC's output. Raises :class:`RemoteError` with the cause and the fix."""
+    """``dvc push`` in ``project_dir`` to its default remote; once it succeeded, each line of
+    DVC's output to ``log``. Raises :class:`RemoteError` with the cause and the fix, and
+    nothing of DVC's own error output (its ERROR line, its "Having any troubles?" footer)
+    goes to ``log``: the message says it once."""
     root = Path(project_dir)
     name, url = _default_remote(root)
     cmd = [venv_bin("dvc"), "push", *(["--jobs", str(jobs)] if jobs else [])]
-    say = log or (lambda _line: None)
-    # DVC's own ERROR lines are not said: the RemoteError below says them as one message
-    code, lines = stream(cmd, root, lambda line: None if line.startswith("ERROR") else say(line))
-    output = "\n".join(lines)
-    if code != 0:
+    # captured, not streamed: out of a terminal DVC shows no progress, only a summary line
+    p = subprocess.run(cmd, cwd=root, env=venv_env(), capture_output=True, text=True)
+    output = p.stdout + p.stderr
+    if p.returncode != 0:
         raise RemoteError(explain(output, name, url))
+    for line in output.splitlines():
+        if line.strip() and log is not None:
+            log(line.rstrip())
     return output
 
 
